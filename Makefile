@@ -1,0 +1,53 @@
+# otel-diag — every target sets up what it needs by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+CYCLES ?= 480
+STATE_DIR ?= state
+PYTEST_ARGS ?=
+
+.PHONY: run test bench dashboard rules status setup system-deps clean
+
+run: $(STAMPS)/venv ## set up, then a healthy paper replay with telemetry
+	$(BIN)/executor --cycles $(CYCLES) --state-dir $(STATE_DIR)
+	@echo
+	@$(BIN)/otel-diag status --state-dir $(STATE_DIR) || true
+
+test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the fast suite (unit + integration + benchmark smoke)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/benchmarks -q $(PYTEST_ARGS)
+
+bench: $(STAMPS)/venv ## measure overhead budgets; writes docs/benchmarks.md, fails when a budget is missed
+	$(BIN)/python -m tests.benchmarks.run --output docs/benchmarks.md
+
+dashboard: $(STAMPS)/venv ## the Streamlit risk panel on http://127.0.0.1:8501
+	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.headless true -- --state-dir $(STATE_DIR)
+
+rules: $(STAMPS)/venv ## regenerate the Prometheus alert rules from the config
+	$(BIN)/otel-diag rules --config config/strategy_config.json > collector/prometheus/liveness_rules.yml
+
+status: $(STAMPS)/venv
+	$(BIN)/otel-diag status --state-dir $(STATE_DIR)
+
+setup: $(STAMPS)/venv $(STAMPS)/system-deps
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Services the tests start for real: Debian's prometheus (with promtool) and chromium.
+$(STAMPS)/system-deps:
+	@mkdir -p $(STAMPS)
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null; then \
+	  echo "system packages present"; \
+	else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core >/dev/null; \
+	fi
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(STAMPS) $(STATE_DIR)

@@ -1,0 +1,5 @@
+import sys
+
+from execution.executor_live import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a partial one.
+
+Usage::
+
+    atomic_write_json("state/positions.json", {"positions": []})
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+FILE_MODE = 0o644
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, flush, fsync, then ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")

@@ -1,0 +1,268 @@
+"""Typed, frozen, validated configuration of the engine.
+
+Usage::
+
+    from execution.config import load_config
+    cfg = load_config("config/strategy_config.json")   # raises ConfigError on bad input
+    cfg.diagnostics.liveness.max_idle_signals_seconds  # 600
+
+Every section is a frozen dataclass whose defaults equal the shipped
+``config/strategy_config.json``. Validation happens once, at load: an unknown
+key, a wrong type or an impossible value raises :class:`ConfigError` whose
+message names the key path and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Tuple
+
+DEFAULT_CONFIG_PATH = os.path.join("config", "strategy_config.json")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message names the key path and what was expected."""
+
+
+def _positive(v: float) -> Optional[str]:
+    return None if v > 0 else "a number > 0"
+
+
+def _non_negative(v: float) -> Optional[str]:
+    return None if v >= 0 else "a number >= 0"
+
+
+def _fraction(v: float) -> Optional[str]:
+    return None if 0 <= v <= 1 else "a number between 0 and 1"
+
+
+def _at_least_one(v: int) -> Optional[str]:
+    return None if v >= 1 else "an integer >= 1"
+
+
+def _threshold(v: Optional[float]) -> Optional[str]:
+    return None if v is None or v >= 0 else "a number of seconds >= 0, or null to disable the check"
+
+
+def _check(fn: Callable[[Any], Optional[str]], default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A dataclass field with a validator that returns what was expected, or None when fine."""
+    if default is dataclasses.MISSING:
+        return field(metadata={"check": fn}, **kw)
+    return field(default=default, metadata={"check": fn}, **kw)
+
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    symbols: Tuple[str, ...] = _check(lambda v: None if v and len(set(v)) == len(v) else "a non-empty list of distinct symbols", DEFAULT_SYMBOLS)
+    fast_ema_bars: int = _check(_at_least_one, 2)
+    slow_ema_bars: int = _check(_at_least_one, 5)
+    volatility_window_bars: int = _check(lambda v: None if v >= 2 else "an integer >= 2", 20)
+    min_volatility: float = _check(_non_negative, 0.0002)
+    risk_per_trade_usdt: float = _check(_positive, 6.0)
+    take_profit_pct: float = _check(lambda v: None if 0 < v < 1 else "a fraction between 0 and 1 (0.008 = 0.8%)", 0.006)
+    stop_loss_pct: float = _check(lambda v: None if 0 < v < 1 else "a fraction between 0 and 1 (0.006 = 0.6%)", 0.004)
+    allow_short: bool = True
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_concurrent_positions: int = _check(_at_least_one, 5)
+    max_gross_exposure_usdt: float = _check(_positive, 4600.0)
+    per_symbol_cap_usdt: float = _check(_positive, 1800.0)
+    min_notional_usdt: float = _check(_non_negative, 750.0)
+    max_order_notional_usdt: float = _check(_positive, 2500.0)
+    cooldown_after_exit_seconds: float = _check(_non_negative, 300.0)
+    daily_loss_limit_usdt: float = _check(_positive, 2000.0)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    twap_threshold_usdt: float = _check(_positive, 900.0)
+    twap_slices: int = _check(_at_least_one, 3)
+    max_retries: int = _check(lambda v: None if v >= 0 else "an integer >= 0", 2)
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    fee_rate: float = _check(_fraction, 0.0004)
+    slippage_bps: float = _check(lambda v: None if 0 <= v <= 10_000 else "basis points between 0 and 10000", 2.0)
+    transient_reject_probability: float = _check(_fraction, 0.03)
+
+
+@dataclass(frozen=True)
+class MarketDataConfig:
+    bar_seconds: int = _check(_at_least_one, 60)
+    start: str = _check(lambda v: None if _parse_start(v) is not None else "an ISO-8601 UTC time such as 2026-01-05T00:00:00Z", "2026-01-05T00:00:00Z")
+
+    @property
+    def start_epoch(self) -> float:
+        """The first bar's open time, Unix seconds."""
+        value = _parse_start(self.start)
+        assert value is not None  # validated at load
+        return value
+
+
+def _parse_start(text: str) -> Optional[float]:
+    from datetime import datetime, timezone
+
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    service_name: str = _check(lambda v: None if v.strip() else "a non-empty service name", "executor")
+    deployment_environment: str = "paper"
+    jaeger_ui_url: Optional[str] = None
+    prometheus_port: Optional[int] = _check(lambda v: None if v is None or 0 <= v <= 65535 else "a TCP port 0..65535 or null", None)
+    prometheus_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class VetoMetricsConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ExitPipelineConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    """The spec's liveness thresholds (seconds); None or 0 disables one check."""
+
+    enabled: bool = True
+    max_idle_signals_seconds: Optional[float] = _check(_threshold, 600)
+    max_idle_orders_seconds: Optional[float] = _check(_threshold, 1200)
+    max_idle_exits_seconds: Optional[float] = _check(_threshold, 3600)
+    max_idle_router_events_seconds: Optional[float] = _check(_threshold, 1800)
+    max_idle_exit_scans_seconds: Optional[float] = _check(_threshold, 120)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    enabled: bool = True
+    publish_interval_seconds: float = _check(_positive, 60.0)
+    veto_metrics: VetoMetricsConfig = field(default_factory=VetoMetricsConfig)
+    exit_pipeline: ExitPipelineConfig = field(default_factory=ExitPipelineConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    market_data: MarketDataConfig = field(default_factory=MarketDataConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def __post_init__(self) -> None:
+        if self.strategy.fast_ema_bars >= self.strategy.slow_ema_bars:
+            raise ConfigError("strategy.fast_ema_bars: expected fewer bars than strategy.slow_ema_bars")
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the dataclass's form."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], path)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected an object, got {_json_type(value)}")
+        return _build(tp, value, path)
+    if origin in (tuple, Tuple):
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {_json_type(value)}")
+        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_json_type(value)}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected {_TYPE_NAMES[tp]}, got {_json_type(value)}")
+        if tp is int and not (isinstance(value, int) or float(value).is_integer()):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {_json_type(value)}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp!r}")  # pragma: no cover - a programming error
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _build(cls: type, data: dict, path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(f"{where}: unknown key (expected one of: {', '.join(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        key_path = f"{path}.{name}" if path else name
+        coerced = _coerce(value, hints[name], key_path)
+        check = fields[name].metadata.get("check")
+        if check is not None and coerced is not None:
+            expected = check(coerced)
+            if expected:
+                raise ConfigError(f"{key_path}: expected {expected}, got {value!r}")
+        kwargs[name] = coerced
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Any) -> AppConfig:
+    """Validate a parsed JSON document into an :class:`AppConfig`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a JSON object at the top level, got {_json_type(data)}")
+    return _build(AppConfig, data, "")
+
+
+def load_config(path: Optional[str] = None) -> AppConfig:
+    """Load and validate the JSON config at ``path`` (built-in defaults when None)."""
+    if path is None:
+        return AppConfig()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return config_from_dict(data)

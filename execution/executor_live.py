@@ -1,0 +1,269 @@
+"""The executor's entry point: ``python -m execution`` / ``executor``.
+
+Usage::
+
+    executor --cycles 300 --scenario router_stall --fault-at 100 --state-dir state
+    executor --data bars.csv --no-instrument        # no telemetry at all, for A/B runs
+
+Runs the paper engine bar by bar, writes ``journal.jsonl`` and ``positions.json``,
+and — unless ``--no-instrument`` — calls ``otel_diag.configure()`` once at start-up
+and publishes ``diagnostics.json`` every ``diagnostics.publish_interval_seconds``
+of engine time and at shutdown. Bad input exits 2 with one line; SIGINT/SIGTERM
+finish the current cycle, write state and exit 0.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+from execution.clock import SimClock, wall_clock
+from execution.config import DEFAULT_CONFIG_PATH, AppConfig, ConfigError, load_config
+from execution.engine import CycleResult, Executor, RunStats
+from execution.journal import Journal
+from execution.market_data import DataError, SyntheticFeed, load_csv
+from execution.scenarios import SCENARIOS, Scenario
+
+DEFAULT_CYCLES = 480
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line for the user, exit 2."""
+
+
+@dataclass
+class RunOptions:
+    config_path: Optional[str] = None
+    state_dir: str = "state"
+    cycles: Optional[int] = None
+    seed: int = 7
+    scenario: str = "healthy"
+    fault_at: int = 100
+    pace: str = "replay"
+    bar_interval: Optional[float] = None
+    data: Optional[str] = None
+    instrument: bool = True
+    progress: bool = False
+
+
+@dataclass
+class RunSummary:
+    stats: RunStats
+    cycles: int
+    realized_pnl: float
+    unrealized_pnl: float
+    fills: int
+    rejects: int
+    state_dir: str
+    interrupted: bool = False
+    publishes: int = 0
+
+
+@dataclass
+class RunHooks:
+    """Extra telemetry sinks and callbacks, for tests and embedding."""
+
+    span_processors: Sequence = ()
+    metric_readers: Sequence = ()
+    on_cycle: Optional[Callable[[CycleResult], None]] = None
+    on_publish: Optional[Callable[[dict], None]] = None
+    configure_kwargs: dict = field(default_factory=dict)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="executor", description="Paper-trading execution engine with runtime diagnostics.")
+    p.add_argument("--config", dest="config_path", default=None, help=f"strategy config JSON (default {DEFAULT_CONFIG_PATH}, built-in defaults when absent)")
+    p.add_argument("--state-dir", default="state", help="folder for journal.jsonl, positions.json, diagnostics.json (default state)")
+    p.add_argument("--cycles", type=int, default=None, help=f"bars to process (default {DEFAULT_CYCLES}, or all rows of --data)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market and the venue (default 7)")
+    p.add_argument("--scenario", default="healthy", choices=SCENARIOS, help="fault scenario (default healthy)")
+    p.add_argument("--fault-at", type=int, default=100, help="bar index at which the scenario's fault starts (default 100)")
+    p.add_argument("--pace", default="replay", choices=("replay", "realtime"), help="replay: simulated bar clock; realtime: wall clock")
+    p.add_argument("--bar-interval", type=float, default=None, help="realtime pace: wall seconds between bars (default the bar length)")
+    p.add_argument("--data", default=None, help="OHLCV CSV (ts,symbol,open,high,low,close,volume) instead of the synthetic feed")
+    p.add_argument("--no-instrument", dest="instrument", action="store_false", help="run with no telemetry at all")
+    return p
+
+
+def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
+    ns = build_parser().parse_args(argv)
+    opts = RunOptions(**vars(ns))
+    if opts.cycles is not None and opts.cycles < 1:
+        raise UsageError(f"executor: --cycles: expected an integer >= 1, got {opts.cycles}")
+    if opts.fault_at < 0:
+        raise UsageError(f"executor: --fault-at: expected an integer >= 0, got {opts.fault_at}")
+    if opts.bar_interval is not None and not opts.bar_interval > 0:
+        raise UsageError(f"executor: --bar-interval: expected seconds > 0, got {opts.bar_interval}")
+    return opts
+
+
+def _load_config(path: Optional[str]) -> AppConfig:
+    if path is None:
+        return load_config(DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None)
+    return load_config(path)
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop finishes the current cycle, then stops."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.event.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
+    """Run the engine per ``opts``; raises ConfigError, DataError or UsageError on bad input."""
+    hooks = hooks or RunHooks()
+    cfg = _load_config(opts.config_path)
+    steps = load_csv(opts.data) if opts.data else None
+    try:
+        os.makedirs(opts.state_dir, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot create ({exc.strerror})") from None
+    cycles = opts.cycles or (len(steps) if steps is not None else DEFAULT_CYCLES)
+    bar_seconds = cfg.market_data.bar_seconds
+    start = steps[0][0] if steps else cfg.market_data.start_epoch
+    realtime = opts.pace == "realtime"
+    clock = wall_clock if realtime else SimClock(start)
+    scenario = Scenario(opts.scenario, opts.fault_at)
+
+    telemetry = publisher = None
+    if opts.instrument:
+        import otel_diag
+        from execution.state_publish import DiagnosticsPublisher
+
+        telemetry = otel_diag.configure(
+            clock=clock, service_name=cfg.telemetry.service_name,
+            deployment_environment=cfg.telemetry.deployment_environment,
+            prometheus_port=cfg.telemetry.prometheus_port, prometheus_host=cfg.telemetry.prometheus_host,
+            span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
+        if cfg.diagnostics.enabled:
+            publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
+                                             service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed})
+
+    stop = _StopFlag()
+    stop.install()
+    interval = opts.bar_interval if opts.bar_interval is not None else float(bar_seconds)
+    source = iter(steps[:cycles]) if steps is not None else SyntheticFeed(cfg.strategy.symbols, opts.seed, start, bar_seconds).steps(cycles)
+    progress = _Progress(cycles, enabled=opts.progress)
+    done = 0
+    journal = Journal(os.path.join(opts.state_dir, "journal.jsonl"))
+    engine = Executor(cfg, clock=clock, seed=opts.seed, scenario=scenario, journal=journal)
+    try:
+        next_tick = time.monotonic()
+        for index, (ts, bars) in enumerate(source):
+            if realtime:
+                ts = clock()
+            else:
+                clock.set(ts + bar_seconds)
+            result = engine.run_cycle(index, ts, bars)
+            done += 1
+            if hooks.on_cycle is not None:
+                hooks.on_cycle(result)
+            if publisher is not None:
+                publisher.maybe_publish(engine.positions_state)
+            progress.advance(done)
+            if stop.event.is_set():
+                break
+            if realtime and done < cycles:
+                next_tick += interval
+                if stop.event.wait(max(0.0, next_tick - time.monotonic())):
+                    break
+    finally:
+        stop.restore()
+        progress.close()
+        journal.close()
+        from execution.atomic import atomic_write_json
+
+        atomic_write_json(os.path.join(opts.state_dir, "positions.json"), engine.positions_state())
+        if publisher is not None:
+            publisher.publish(final=True)
+            publisher.close()
+        if telemetry is not None:
+            import otel_diag
+
+            otel_diag.shutdown()
+    return RunSummary(stats=engine.stats, cycles=done, realized_pnl=engine.ledger.realized_pnl,
+                      unrealized_pnl=engine.ledger.unrealized_pnl(), fills=journal.fills, rejects=journal.rejects,
+                      state_dir=opts.state_dir, interrupted=stop.event.is_set(),
+                      publishes=publisher.publishes if publisher is not None else 0)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing when not a TTY."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("bars", total=total)
+
+    def advance(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def format_summary(s: RunSummary) -> List[str]:
+    st = s.stats
+    vetoes = ", ".join(f"{k}={v}" for k, v in sorted(st.vetoes.items())) or "none"
+    lines = [
+        f"bars: {s.cycles}   signals: {st.signals}   approved: {st.approved}   vetoes: {sum(st.vetoes.values())} ({vetoes})",
+        f"orders routed: {st.orders_routed}   not routed: {st.orders_stuck}   fills: {s.fills}   rejects: {s.rejects}",
+        f"exit scans: {st.exit_scans}   exit triggers: {st.exit_triggers}   TP/SL registered: {st.tp_sl_registered}   dropped: {st.tp_sl_dropped}",
+        f"PnL realized: {s.realized_pnl:.2f} USDT   unrealized: {s.unrealized_pnl:.2f} USDT",
+        f"state: {os.path.join(s.state_dir, 'journal.jsonl')}, {os.path.join(s.state_dir, 'positions.json')}"
+        + (f", {os.path.join(s.state_dir, 'diagnostics.json')} ({s.publishes} publishes)" if s.publishes else ""),
+    ]
+    if s.interrupted:
+        lines.insert(0, "interrupted: finished the current cycle and wrote state")
+    return lines
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        opts = parse_options(argv)
+        opts.progress = sys.stderr.isatty()
+        summary = run(opts)
+    except (ConfigError, DataError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    for line in format_summary(summary):
+        print(line)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Market data: a seeded synthetic 1-minute OHLCV generator, and a strict CSV loader.
+
+Usage::
+
+    feed = SyntheticFeed(symbols=("BTCUSDT", "ETHUSDT"), seed=7, start=0.0, bar_seconds=60)
+    for ts, bars in feed.steps(100):      # bars: {symbol: Bar}
+        ...
+    steps = load_csv("bars.csv")           # raises DataError naming the line
+"""
+from __future__ import annotations
+
+import csv
+import math
+import random
+from datetime import datetime, timezone
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+from execution.models import Bar
+
+Step = Tuple[float, Dict[str, Bar]]
+
+CSV_COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
+
+_BASE_PRICES = {
+    "BTCUSDT": 64_000.0, "ETHUSDT": 3_200.0, "SOLUSDT": 150.0, "BNBUSDT": 580.0,
+    "XRPUSDT": 0.52, "ADAUSDT": 0.45, "DOGEUSDT": 0.12, "AVAXUSDT": 35.0,
+}
+
+
+class DataError(ValueError):
+    """Bad market data: the message names the file, the line and what was wrong."""
+
+
+class SyntheticFeed:
+    """Deterministic random-walk bars per symbol with trend and chop regimes."""
+
+    REGIMES = ("chop", "trend_up", "trend_down")
+
+    def __init__(self, symbols: Sequence[str], seed: int, start: float, bar_seconds: int) -> None:
+        self.symbols = tuple(symbols)
+        self.bar_seconds = bar_seconds
+        self.start = start
+        self._rng = random.Random(seed)
+        self._price = {}
+        self._vol = {}
+        self._regime = {}
+        for i, sym in enumerate(self.symbols):
+            self._price[sym] = _BASE_PRICES.get(sym, 10.0 * (i + 1))
+            self._vol[sym] = self._rng.uniform(0.0012, 0.0024)
+            self._regime[sym] = self._rng.choice(self.REGIMES)
+
+    def _next_bar(self, sym: str, ts: float) -> Bar:
+        rng = self._rng
+        if rng.random() < 1 / 45:
+            self._regime[sym] = rng.choice(self.REGIMES)
+        regime = self._regime[sym]
+        vol = self._vol[sym]
+        drift = {"chop": 0.0, "trend_up": 0.3 * vol, "trend_down": -0.3 * vol}[regime]
+        o = self._price[sym]
+        c = o * math.exp(drift + rng.gauss(0.0, vol))
+        h = max(o, c) * (1 + abs(rng.gauss(0.0, vol * 0.6)))
+        lo = min(o, c) * (1 - abs(rng.gauss(0.0, vol * 0.6)))
+        self._price[sym] = c
+        return Bar(ts=ts, symbol=sym, open=o, high=h, low=lo, close=c, volume=round(rng.uniform(5, 50), 3))
+
+    def steps(self, count: int) -> Iterator[Step]:
+        """Yield ``count`` bars per symbol, in time order."""
+        for i in range(count):
+            ts = self.start + i * self.bar_seconds
+            yield ts, {sym: self._next_bar(sym, ts) for sym in self.symbols}
+
+
+def parse_ts(text: str) -> float:
+    """An ISO-8601 time (naive = UTC, ``Z`` allowed) or Unix seconds, as Unix seconds."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    if not math.isfinite(value):
+        raise ValueError("not a finite time")
+    return value
+
+
+def load_csv(path: str) -> List[Step]:
+    """Read OHLCV rows ``ts,symbol,open,high,low,close,volume`` into time-ordered steps."""
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    by_ts: Dict[float, Dict[str, Bar]] = {}
+    with fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}:1: unreadable header ({exc})") from None
+        if header is None:
+            raise DataError(f"{path}: empty file, expected a header {','.join(CSV_COLUMNS)}")
+        if tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
+            raise DataError(f"{path}:1: expected header {','.join(CSV_COLUMNS)}, got {','.join(header)}")
+        line = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise DataError(f"{path}:{line + 1}: unreadable row ({exc})") from None
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            bar = _parse_row(row, path, line)
+            bars = by_ts.setdefault(bar.ts, {})
+            if bar.symbol in bars:
+                raise DataError(f"{path}:{line}: duplicate bar for {bar.symbol} at {row[0]}")
+            bars[bar.symbol] = bar
+    if not by_ts:
+        raise DataError(f"{path}: no data rows")
+    return [(ts, by_ts[ts]) for ts in sorted(by_ts)]
+
+
+def _parse_row(row: List[str], path: str, line: int) -> Bar:
+    if len(row) != len(CSV_COLUMNS):
+        raise DataError(f"{path}:{line}: expected {len(CSV_COLUMNS)} columns ({','.join(CSV_COLUMNS)}), got {len(row)}")
+    try:
+        ts = parse_ts(row[0])
+    except ValueError:
+        raise DataError(f"{path}:{line}: ts: expected an ISO-8601 time or Unix seconds, got {row[0]!r}") from None
+    symbol = row[1].strip()
+    if not symbol:
+        raise DataError(f"{path}:{line}: symbol: expected a non-empty symbol")
+    values = []
+    for name, text in zip(CSV_COLUMNS[2:], row[2:]):
+        try:
+            v = float(text)
+        except ValueError:
+            raise DataError(f"{path}:{line}: {name}: expected a number, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (name != "volume" and v == 0):
+            raise DataError(f"{path}:{line}: {name}: expected a finite positive number, got {text!r}")
+        values.append(v)
+    o, h, lo, c, vol = values
+    if h < max(o, c, lo) or lo > min(o, c):
+        raise DataError(f"{path}:{line}: expected low <= open,close <= high, got o={o} h={h} l={lo} c={c}")
+    return Bar(ts=ts, symbol=symbol, open=o, high=h, low=lo, close=c, volume=vol)
