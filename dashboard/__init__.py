@@ -1,0 +1,1 @@
+"""The Streamlit risk panel: reads the state files only, never OpenTelemetry."""

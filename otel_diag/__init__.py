@@ -1,0 +1,1 @@
+"""otel_diag: OpenTelemetry runtime diagnostics for the execution engine."""

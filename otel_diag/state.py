@@ -1,0 +1,144 @@
+"""Plain, thread-safe in-process event state: the hot path's only write target.
+
+Usage::
+
+    state = EventState(clock=time.time)
+    signals = state.series(METRIC_SIGNALS, {ATTR_SYMBOL: "BTCUSDT"})   # bind once
+    state.hit(signals, EVENT_SIGNAL)                                      # count + last-event time
+
+Observable instruments (``otel_diag.instruments``) report this state at collection
+time, so every metric reader sees the same numbers. A wrapper records an event once:
+one counter series increment and one last-event time, under one lock.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from otel_diag.semconv import ATTR_OVERFLOW
+
+DEFAULT_MAX_SERIES_PER_METRIC = 2000
+_OVERFLOW_ATTRS = {ATTR_OVERFLOW: True}
+
+
+class Series:
+    """One counter time series: its metric, its attribute set (built once) and its value."""
+
+    __slots__ = ("metric", "attributes", "value")
+
+    def __init__(self, metric: str, attributes: Mapping[str, object]) -> None:
+        self.metric = metric
+        self.attributes = dict(attributes)
+        self.value = 0
+
+
+@dataclass(frozen=True)
+class ExitGauges:
+    """The exit pipeline as the last exit scan (or ``update_exit_pipeline_status``) saw it."""
+
+    open_positions: int = 0
+    tp_sl_registered: int = 0
+    tp_sl_orphaned: int = 0
+    coverage: float = 0.0
+    missing: Tuple[Tuple[str, str], ...] = ()  # (symbol, side) of open positions without TP/SL
+    underwater_unprotected: Tuple[Tuple[str, str], ...] = ()
+    missing_count: Optional[int] = None  # when set without keys (spec-style callers)
+    underwater_count: Optional[int] = None
+
+    @property
+    def tp_sl_missing(self) -> int:
+        return self.missing_count if self.missing_count is not None else len(self.missing)
+
+    @property
+    def underwater_without_tp_sl(self) -> int:
+        return self.underwater_count if self.underwater_count is not None else len(self.underwater_unprotected)
+
+
+class EventState:
+    """Counts per series, last-event time (and its trace id) per event kind, exit gauges."""
+
+    def __init__(self, clock: Callable[[], float], max_series_per_metric: int = DEFAULT_MAX_SERIES_PER_METRIC) -> None:
+        self.clock = clock
+        self.max_series_per_metric = max_series_per_metric
+        self._lock = threading.Lock()
+        self._series: Dict[Tuple[str, Tuple], Series] = {}
+        self._by_metric: Dict[str, List[Series]] = {}
+        self._overflowed: Dict[str, bool] = {}
+        self._last_time: Dict[str, float] = {}
+        self._last_trace: Dict[str, int] = {}
+        self.exit_gauges: Optional[ExitGauges] = None
+
+    # -- binding (once per attribute set; off the hot path after the first call) --------
+    def series(self, metric: str, attributes: Optional[Mapping[str, object]] = None) -> Series:
+        """The series of ``metric`` with ``attributes``, created on first use, capped per metric."""
+        key = (metric, tuple(sorted(attributes.items())) if attributes else ())
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._series.get(key)
+            if found is not None:
+                return found
+            listed = self._by_metric.setdefault(metric, [])
+            if len(listed) >= self.max_series_per_metric:
+                self._overflowed[metric] = True
+                overflow_key = (metric, ((ATTR_OVERFLOW, True),))
+                found = self._series.get(overflow_key)
+                if found is None:
+                    found = self._series[overflow_key] = Series(metric, _OVERFLOW_ATTRS)
+                    listed.append(found)
+                # Remember the folded key so later calls are one dict lookup.
+                self._series[key] = found
+                return found
+            found = self._series[key] = Series(metric, attributes or {})
+            listed.append(found)
+            return found
+
+    # -- the hot path ---------------------------------------------------------------------
+    def hit(self, series: Optional[Series], event: Optional[str], trace_id: int = 0) -> None:
+        """Count one event on ``series`` and stamp ``event``'s last time (never backwards)."""
+        now = self.clock()
+        with self._lock:
+            if series is not None:
+                series.value += 1
+            if event is not None and now >= self._last_time.get(event, float("-inf")):
+                self._last_time[event] = now
+                if trace_id:
+                    self._last_trace[event] = trace_id
+
+    def stamp(self, event: str, trace_id: int = 0) -> None:
+        """Stamp ``event``'s last time without counting a series."""
+        self.hit(None, event, trace_id)
+
+    def set_exit_gauges(self, gauges: ExitGauges) -> None:
+        self.exit_gauges = gauges
+
+    # -- collection-time reads -------------------------------------------------------------
+    def counter_points(self, metric: str) -> List[Tuple[int, Dict[str, object]]]:
+        """(value, attributes) of every distinct series of ``metric``."""
+        with self._lock:
+            return [(s.value, s.attributes) for s in self._by_metric.get(metric, ())]
+
+    def last_event_times(self) -> Dict[str, float]:
+        with self._lock:
+            return dict(self._last_time)
+
+    def last_trace_ids(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self._last_trace)
+
+    def overflowed(self) -> Dict[str, bool]:
+        with self._lock:
+            return dict(self._overflowed)
+
+    def reset(self) -> None:
+        """Forget everything (tests and re-configuration)."""
+        with self._lock:
+            self._series.clear()
+            self._by_metric.clear()
+            self._overflowed.clear()
+            self._last_time.clear()
+            self._last_trace.clear()
+            self.exit_gauges = None
+
