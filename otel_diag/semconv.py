@@ -25,6 +25,8 @@ ATTR_ROUTER_EVENT = "trading.router.event"
 ATTR_EXIT_REASON = "trading.exit.reason"
 ATTR_EVENT = "trading.event"
 ATTR_CYCLE_INDEX = "trading.cycle.index"
+ATTR_POSITIONS_OPEN = "trading.positions.open_count"
+ATTR_EXIT_TRIGGER_COUNT = "trading.exit.trigger_count"
 ATTR_OVERFLOW = "otel.metric.overflow"  # the SDK's own name for a folded-over series
 
 # -- metrics ----------------------------------------------------------------------------

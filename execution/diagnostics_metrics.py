@@ -1,0 +1,313 @@
+"""The spec's diagnostics API (PATCHSET v7.6_S2), read through otel_diag's metric reader.
+
+Usage::
+
+    from execution.diagnostics_metrics import build_runtime_diagnostics_snapshot, compute_liveness_alerts
+
+    alerts = compute_liveness_alerts(cfg.diagnostics.liveness)                  # recorded events, engine clock
+    alerts = compute_liveness_alerts(cfg_liveness, now=now, timestamps={"signals": None})
+    snap = build_runtime_diagnostics_snapshot(cfg.diagnostics.liveness)
+
+There is no second set of hand-kept globals: counts and last-event times come from the
+``trading.*`` metric points that :class:`otel_diag.DiagnosticsMetricReader` collects, the
+same points OTLP and Prometheus receive. ``record_router_event`` and
+``update_exit_pipeline_status`` write the same in-process state the wrappers write.
+
+Liveness semantics (DESIGN.md): disabled → no flag; threshold None or <= 0 → key not
+checked; missing or unparseable timestamp → ``missing[key]``, idle, ``details[key] >=
+threshold``; future timestamp → no flag, duration 0; otherwise idle iff the seconds since
+the event exceed the threshold.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import otel_diag
+from execution.config import LivenessConfig
+from otel_diag import semconv as sc
+from otel_diag.reader import DerivedMetrics
+from otel_diag.state import ExitGauges
+
+__all__ = [
+    "VetoCounters", "ExitPipelineStatus", "LivenessAlerts", "LivenessConfig", "RuntimeDiagnosticsSnapshot",
+    "LIVENESS_KEYS", "now_iso", "record_router_event", "update_exit_pipeline_status", "compute_liveness_alerts",
+    "build_runtime_diagnostics_snapshot", "parse_timestamp", "to_iso",
+]
+
+# liveness key -> (threshold attribute on cfg_liveness, idle flag attribute on LivenessAlerts)
+LIVENESS_KEYS: Dict[str, Tuple[str, str]] = {
+    "signals": ("max_idle_signals_seconds", "idle_signals"),
+    "orders": ("max_idle_orders_seconds", "idle_orders"),
+    "exits": ("max_idle_exits_seconds", "idle_exits"),
+    "router": ("max_idle_router_events_seconds", "idle_router"),
+    "exit_scans": ("max_idle_exit_scans_seconds", "idle_exit_scans"),
+}
+
+
+@dataclass
+class VetoCounters:
+    by_reason: Dict[str, int] = field(default_factory=dict)
+    total_signals: int = 0
+    total_orders: int = 0
+    total_vetoes: int = 0
+    last_signal_ts: Optional[str] = None
+    last_order_ts: Optional[str] = None
+    last_veto_ts: Optional[str] = None
+    by_symbol: Dict[str, int] = field(default_factory=dict)
+    by_reason_symbol: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    router_events: Dict[str, int] = field(default_factory=dict)
+    overflow: bool = False
+
+
+@dataclass
+class ExitPipelineStatus:
+    last_exit_scan_ts: Optional[str] = None
+    last_exit_trigger_ts: Optional[str] = None
+    open_positions_count: int = 0
+    tp_sl_registered_count: int = 0
+    tp_sl_missing_count: int = 0
+    underwater_without_tp_sl_count: int = 0
+    last_router_event_ts: Optional[str] = None
+    tp_sl_coverage_pct: float = 0.0
+    ledger_registry_mismatch: bool = False
+    tp_sl_orphan_count: int = 0
+    underwater_without_tp_sl_symbols: List[str] = field(default_factory=list)
+    missing_tp_sl_symbols: List[str] = field(default_factory=list)
+    total_exit_scans: int = 0
+    total_exit_triggers: int = 0
+
+
+@dataclass
+class LivenessAlerts:
+    idle_signals: bool = False
+    idle_orders: bool = False
+    idle_exits: bool = False
+    idle_router: bool = False
+    idle_exit_scans: bool = False
+    details: Dict[str, float] = field(default_factory=dict)
+    missing: Dict[str, bool] = field(default_factory=dict)
+    enabled: bool = True
+    thresholds: Dict[str, float] = field(default_factory=dict)
+    last_event_ts: Dict[str, Optional[str]] = field(default_factory=dict)
+    last_trace_ids: Dict[str, Optional[str]] = field(default_factory=dict)
+    evaluated_at: Optional[str] = None
+
+    @property
+    def any_idle(self) -> bool:
+        return any(getattr(self, flag) for _, flag in LIVENESS_KEYS.values())
+
+
+@dataclass
+class RuntimeDiagnosticsSnapshot:
+    veto_counters: VetoCounters
+    exit_pipeline_status: ExitPipelineStatus
+    liveness_alerts: LivenessAlerts
+
+
+# -- time ---------------------------------------------------------------------------------
+def to_iso(ts: Optional[float]) -> Optional[str]:
+    """Unix seconds as ISO-8601 UTC (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
+
+
+def now_iso() -> str:
+    """The engine clock's time (the one the events are stamped with) as ISO-8601 UTC."""
+    return to_iso(otel_diag.get_telemetry().clock())
+
+
+def parse_timestamp(value: Any) -> Optional[datetime]:
+    """An aware UTC datetime from an ISO string (naive = UTC, ``Z`` or offset), a datetime or Unix number.
+
+    Anything else — garbage strings, NaN, infinities, out-of-range numbers, other types — gives None.
+    """
+    try:
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, datetime):
+            dt = value
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                return None
+            return datetime.fromtimestamp(value, timezone.utc)
+        elif isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            try:
+                number = float(text)
+            except ValueError:
+                dt = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+            else:
+                return parse_timestamp(number) if text[:1].isdigit() or text[:1] in "+-." else None
+        else:
+            return None
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+
+
+def _threshold(value: Any) -> Optional[float]:
+    """A usable threshold in seconds, or None when the key is not to be checked."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(t) or t <= 0:
+        return None
+    return t
+
+
+def _now(now: Any) -> datetime:
+    parsed = parse_timestamp(now) if now is not None else None
+    if parsed is None:
+        parsed = datetime.fromtimestamp(otel_diag.get_telemetry().clock(), timezone.utc)
+    return parsed
+
+
+# -- recording (the same state the wrappers write) ---------------------------------------
+def record_router_event(event: str = sc.ROUTER_ROUTE) -> None:
+    """Count a router event of kind ``event`` and stamp the router's last-event time."""
+    t = otel_diag.get_telemetry()
+    t.state.hit(t.state.series(sc.METRIC_ROUTER_EVENTS, {sc.ATTR_ROUTER_EVENT: event}), sc.EVENT_ROUTER)
+
+
+_EXIT_FIELDS = {"open_positions_count", "tp_sl_registered_count", "tp_sl_missing_count",
+                "underwater_without_tp_sl_count", "tp_sl_coverage_pct", "ledger_registry_mismatch",
+                "tp_sl_orphan_count", "missing_tp_sl_keys", "underwater_without_tp_sl_keys"}
+
+
+def update_exit_pipeline_status(**fields: Any) -> None:
+    """Set the exit pipeline gauges (spec §3.2's fields; unknown fields raise TypeError).
+
+    Coverage is registered / open when not given; the mismatch flag is always
+    ``tp_sl_missing_count > 0`` — the one definition the exported metrics carry too.
+    """
+    unknown = set(fields) - _EXIT_FIELDS
+    if unknown:
+        raise TypeError(f"update_exit_pipeline_status: unknown field(s) {', '.join(sorted(unknown))}")
+    t = otel_diag.get_telemetry()
+    prev = t.state.exit_gauges or ExitGauges()
+    open_n = int(fields.get("open_positions_count", prev.open_positions))
+    registered = int(fields.get("tp_sl_registered_count", prev.tp_sl_registered))
+    missing_keys = tuple(tuple(k) for k in fields.get("missing_tp_sl_keys", prev.missing))
+    under_keys = tuple(tuple(k) for k in fields.get("underwater_without_tp_sl_keys", prev.underwater_unprotected))
+    missing_n = fields.get("tp_sl_missing_count")
+    under_n = fields.get("underwater_without_tp_sl_count")
+    coverage = fields.get("tp_sl_coverage_pct")
+    if coverage is None:
+        coverage = registered / open_n if open_n > 0 else 0.0
+    t.state.set_exit_gauges(ExitGauges(
+        open_positions=open_n, tp_sl_registered=registered,
+        tp_sl_orphaned=int(fields.get("tp_sl_orphan_count", prev.tp_sl_orphaned)),
+        coverage=float(coverage), missing=missing_keys, underwater_unprotected=under_keys,
+        missing_count=int(missing_n) if missing_n is not None else (None if "missing_tp_sl_keys" in fields else prev.missing_count),
+        underwater_count=int(under_n) if under_n is not None else (None if "underwater_without_tp_sl_keys" in fields else prev.underwater_count),
+    ))
+
+
+# -- evaluation ------------------------------------------------------------------------------
+def _recorded_timestamps(derived: DerivedMetrics) -> Dict[str, Optional[float]]:
+    last = derived.last_event_times
+    return {key: last.get(sc.LIVENESS_EVENTS[key]) for key in LIVENESS_KEYS}
+
+
+def evaluate_liveness(cfg_liveness: Any, now: datetime, timestamps: Mapping[str, Any],
+                      trace_ids: Optional[Mapping[str, str]] = None) -> LivenessAlerts:
+    """The pure core of :func:`compute_liveness_alerts`: ``now`` and the timestamps are given."""
+    alerts = LivenessAlerts(evaluated_at=now.isoformat(timespec="microseconds"))
+    if not getattr(cfg_liveness, "enabled", False):
+        alerts.enabled = False
+        return alerts
+    for key, (threshold_attr, flag) in LIVENESS_KEYS.items():
+        threshold = _threshold(getattr(cfg_liveness, threshold_attr, None))
+        if threshold is None:
+            continue
+        alerts.thresholds[key] = threshold
+        raw = timestamps.get(key)
+        ts = parse_timestamp(raw)
+        alerts.last_event_ts[key] = ts.isoformat(timespec="microseconds") if ts is not None else None
+        alerts.last_trace_ids[key] = (trace_ids or {}).get(sc.LIVENESS_EVENTS[key]) if ts is not None else None
+        if ts is None:
+            alerts.missing[key] = True
+            alerts.details[key] = threshold + 1.0
+            setattr(alerts, flag, True)
+            continue
+        alerts.missing[key] = False
+        age = (now - ts).total_seconds()
+        if not age > 0:  # the future (clock skew) or now: no flag, never a negative duration
+            alerts.details[key] = 0.0
+            continue
+        alerts.details[key] = age
+        if age > threshold:
+            setattr(alerts, flag, True)
+    return alerts
+
+
+def compute_liveness_alerts(cfg_liveness: Any, *, now: Optional[datetime] = None,
+                            timestamps: Optional[Mapping[str, Any]] = None) -> LivenessAlerts:
+    """Liveness flags, durations and missing keys, with the exact semantics above.
+
+    ``timestamps`` maps ``signals|orders|exits|router|exit_scans`` to an ISO string, datetime,
+    Unix number or None and replaces the recorded ones (keys absent from it count as missing);
+    ``now`` defaults to the engine clock.
+    """
+    if timestamps is None:
+        derived = otel_diag.get_telemetry().snapshot()
+        return evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
+                                 derived.extras.get("last_trace_ids"))
+    return evaluate_liveness(cfg_liveness, _now(now), timestamps)
+
+
+def veto_counters(derived: DerivedMetrics) -> VetoCounters:
+    last = derived.last_event_times
+    return VetoCounters(
+        by_reason=derived.vetoes_by_reason(),
+        total_signals=derived.total_signals,
+        total_orders=derived.total_orders,
+        total_vetoes=derived.total_vetoes,
+        last_signal_ts=to_iso(last.get(sc.EVENT_SIGNAL)),
+        last_order_ts=to_iso(last.get(sc.EVENT_ORDER)),
+        last_veto_ts=to_iso(last.get(sc.EVENT_VETO)),
+        by_symbol=derived.vetoes_by_symbol(),
+        by_reason_symbol=derived.vetoes_by_reason_symbol(),
+        router_events=dict(derived.router_events),
+        overflow=bool(derived.overflow) or any(derived.extras.get("series_overflow", {}).values()),
+    )
+
+
+def exit_pipeline_status(derived: DerivedMetrics) -> ExitPipelineStatus:
+    last = derived.last_event_times
+    ex = derived.exit
+    missing_keys = derived.extras.get("missing_keys", [])
+    under_keys = derived.extras.get("underwater_keys", [])
+    return ExitPipelineStatus(
+        last_exit_scan_ts=to_iso(last.get(sc.EVENT_EXIT_SCAN)),
+        last_exit_trigger_ts=to_iso(last.get(sc.EVENT_EXIT_TRIGGER)),
+        open_positions_count=ex.open_positions,
+        tp_sl_registered_count=ex.tp_sl_registered,
+        tp_sl_missing_count=ex.tp_sl_missing,
+        underwater_without_tp_sl_count=ex.underwater_without_tp_sl,
+        last_router_event_ts=to_iso(last.get(sc.EVENT_ROUTER)),
+        tp_sl_coverage_pct=ex.coverage,
+        ledger_registry_mismatch=ex.tp_sl_missing > 0,
+        tp_sl_orphan_count=ex.tp_sl_orphaned,
+        underwater_without_tp_sl_symbols=sorted({k[0] for k in under_keys}),
+        missing_tp_sl_symbols=sorted({k[0] for k in missing_keys}),
+        total_exit_scans=derived.exit_scans,
+        total_exit_triggers=derived.exit_triggers,
+    )
+
+
+def build_runtime_diagnostics_snapshot(cfg_liveness: Any, *, now: Optional[datetime] = None) -> RuntimeDiagnosticsSnapshot:
+    """Veto counters, exit pipeline and liveness from one collection of the metric points."""
+    derived = otel_diag.get_telemetry().snapshot()
+    alerts = evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
+                               derived.extras.get("last_trace_ids"))
+    return RuntimeDiagnosticsSnapshot(veto_counters(derived), exit_pipeline_status(derived), alerts)

@@ -1,0 +1,165 @@
+"""Publishing ``runtime_diagnostics`` (spec §4.1) and ``diagnostics.json``, atomically.
+
+Usage::
+
+    state = {}
+    write_runtime_diagnostics_state(state, cfg.diagnostics.liveness)   # fills state["runtime_diagnostics"]
+
+    publisher = DiagnosticsPublisher("state", cfg, clock=clock, service={"scenario": "healthy"})
+    publisher.maybe_publish(engine.positions_state)    # every publish_interval_seconds of engine time
+    publisher.publish(final=True)                      # at shutdown
+
+A failed write (read-only folder, disk full) is logged, counted and retried at the next
+interval; it never raises into the trading loop and leaves no temp file behind.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Dict, Optional
+
+import otel_diag
+from execution.atomic import atomic_write_json
+from execution.config import AppConfig
+from execution.diagnostics_metrics import RuntimeDiagnosticsSnapshot, build_runtime_diagnostics_snapshot, to_iso
+from otel_diag._log import RateLimitedLog
+
+SCHEMA_VERSION = 1
+DIAGNOSTICS_FILE = "diagnostics.json"
+POSITIONS_FILE = "positions.json"
+
+_log = RateLimitedLog(logging.getLogger("execution.state_publish"))
+
+
+def runtime_diagnostics_block(snapshot: RuntimeDiagnosticsSnapshot) -> Dict[str, Any]:
+    """The ``runtime_diagnostics`` dict: spec §4.1's keys first, then the extras of docs/state_files.md."""
+    vc, es, la = snapshot.veto_counters, snapshot.exit_pipeline_status, snapshot.liveness_alerts
+    return {
+        "veto_counters": {
+            "by_reason": _sorted(vc.by_reason),
+            "total_signals": vc.total_signals,
+            "total_orders": vc.total_orders,
+            "total_vetoes": vc.total_vetoes,
+            "last_signal_ts": vc.last_signal_ts,
+            "last_order_ts": vc.last_order_ts,
+            "last_veto_ts": vc.last_veto_ts,
+            "by_symbol": _sorted(vc.by_symbol),
+            "by_reason_symbol": {r: _sorted(s) for r, s in sorted(vc.by_reason_symbol.items())},
+            "router_events": _sorted(vc.router_events),
+            "overflow": vc.overflow,
+        },
+        "exit_pipeline": {
+            "last_exit_scan_ts": es.last_exit_scan_ts,
+            "last_exit_trigger_ts": es.last_exit_trigger_ts,
+            "last_router_event_ts": es.last_router_event_ts,
+            "open_positions_count": es.open_positions_count,
+            "tp_sl_registered_count": es.tp_sl_registered_count,
+            "tp_sl_missing_count": es.tp_sl_missing_count,
+            "underwater_without_tp_sl_count": es.underwater_without_tp_sl_count,
+            "tp_sl_coverage_pct": es.tp_sl_coverage_pct,
+            "ledger_registry_mismatch": es.ledger_registry_mismatch,
+            "tp_sl_orphan_count": es.tp_sl_orphan_count,
+            "underwater_without_tp_sl_symbols": list(es.underwater_without_tp_sl_symbols),
+            "missing_tp_sl_symbols": list(es.missing_tp_sl_symbols),
+            "total_exit_scans": es.total_exit_scans,
+            "total_exit_triggers": es.total_exit_triggers,
+        },
+        "liveness": {
+            "idle_signals": la.idle_signals,
+            "idle_orders": la.idle_orders,
+            "idle_exits": la.idle_exits,
+            "idle_router": la.idle_router,
+            "details": dict(la.details),
+            "missing": dict(la.missing),
+            "enabled": la.enabled,
+            "idle_exit_scans": la.idle_exit_scans,
+            "thresholds": dict(la.thresholds),
+            "last_event_ts": dict(la.last_event_ts),
+            "last_trace_ids": dict(la.last_trace_ids),
+            "evaluated_at": la.evaluated_at,
+        },
+    }
+
+
+def _sorted(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: d[k] for k in sorted(d)}
+
+
+def write_runtime_diagnostics_state(state: dict, cfg_liveness: Any, *, now: Any = None) -> Dict[str, Any]:
+    """Fill ``state["runtime_diagnostics"]`` from one collection of the metric points; return the block."""
+    block = runtime_diagnostics_block(build_runtime_diagnostics_snapshot(cfg_liveness, now=now))
+    state["runtime_diagnostics"] = block
+    return block
+
+
+class DiagnosticsPublisher:
+    """Writes ``diagnostics.json`` (and ``positions.json``) every publish interval of engine time."""
+
+    def __init__(self, state_dir: str, cfg: AppConfig, clock: Callable[[], float],
+                 on_publish: Optional[Callable[[dict], None]] = None, service: Optional[Dict[str, Any]] = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.state_dir = state_dir
+        self.cfg = cfg
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.on_publish = on_publish
+        self.interval = float(cfg.diagnostics.publish_interval_seconds)
+        telemetry = otel_diag.get_telemetry()
+        self.service = {**telemetry.service, **(service or {}), "pid": os.getpid(),
+                        "publish_interval_seconds": self.interval, "state": "running",
+                        "jaeger_ui_url": os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url}
+        self.path = os.path.join(state_dir, DIAGNOSTICS_FILE)
+        self.positions_path = os.path.join(state_dir, POSITIONS_FILE)
+        self._last: Optional[float] = None
+        self.publishes = 0
+        self.failures = 0
+        self.last_document: Optional[dict] = None
+
+    def maybe_publish(self, positions: Optional[Callable[[], dict]] = None) -> bool:
+        """Publish when an interval of engine time has passed since the last publish (or never published)."""
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        return self.publish(positions=positions)
+
+    def document(self, final: bool = False) -> Dict[str, Any]:
+        """The whole diagnostics.json document, evaluated now."""
+        evaluated = self.clock()
+        state: Dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "written_at": to_iso(self.wall_clock()),
+            "evaluated_at": to_iso(evaluated),
+            "service": {**self.service, "state": "stopped" if final else "running"},
+        }
+        write_runtime_diagnostics_state(state, self.cfg.diagnostics.liveness)
+        return state
+
+    def publish(self, final: bool = False, positions: Optional[Callable[[], dict]] = None) -> bool:
+        """Write the files now; False (logged, retried next interval) when the write failed."""
+        self._last = self.clock()
+        try:
+            doc = self.document(final=final)
+            atomic_write_json(self.path, doc)
+            if positions is not None:
+                atomic_write_json(self.positions_path, positions())
+        except Exception as exc:
+            self.failures += 1
+            _log.exception("publish", f"diagnostics: writing {self.path} failed ({type(exc).__name__}: {exc}); "
+                                      "trading continues, retrying at the next interval")
+            return False
+        self.publishes += 1
+        self.last_document = doc
+        if self.on_publish is not None:
+            try:
+                self.on_publish(doc)
+            except Exception:
+                _log.exception("on_publish", "diagnostics: the on_publish hook failed")
+        return True
+
+    def close(self) -> None:
+        """Nothing to release: every write is complete when ``publish`` returns."""
+
+
+__all__ = ["DiagnosticsPublisher", "write_runtime_diagnostics_state", "runtime_diagnostics_block", "SCHEMA_VERSION",
+           "DIAGNOSTICS_FILE"]

@@ -1,0 +1,147 @@
+"""``ExecutionInstrumentor``: patches the paper engine with the wrappers of :mod:`otel_diag.wrappers`.
+
+Usage::
+
+    from otel_diag.instrumentor import ExecutionInstrumentor
+
+    ExecutionInstrumentor().instrument(tracer_provider=tp, meter_provider=mp, clock=clock)
+    ...
+    ExecutionInstrumentor().uninstrument()      # the engine's functions are the originals again
+
+The patches are installed as wrapt post-import hooks, so an engine module is patched when
+it is imported, whatever the import order. ``opentelemetry-instrument python -m execution``
+finds this class through the ``opentelemetry_instrumentor`` entry point.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+import weakref
+from typing import Any, Collection, List, Optional, Tuple
+
+import wrapt
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from otel_diag import semconv as sc
+from otel_diag.instruments import StateCell, register_instruments
+from otel_diag.package import _instruments
+from otel_diag.state import EventState
+from otel_diag.targets import TARGETS, Target
+from otel_diag.version import __version__
+from otel_diag.wrappers import ACTIVE, Binding, make_wrapper
+
+_logger = logging.getLogger(__name__)
+
+# One StateCell per MeterProvider: instruments are created once per provider (the SDK keeps the
+# first instrument of a name), and re-instrumenting only points the cell at the new state.
+_CELLS: "weakref.WeakKeyDictionary[Any, StateCell]" = weakref.WeakKeyDictionary()
+
+
+def _cell_for(meter_provider: Any) -> StateCell:
+    try:
+        cell = _CELLS.get(meter_provider)
+    except TypeError:  # not weak-referenceable: register every time
+        cell = None
+    if cell is None:
+        cell = StateCell()
+        register_instruments(meter_provider.get_meter(sc.INSTRUMENTATION_NAME, __version__), cell)
+        try:
+            _CELLS[meter_provider] = cell
+        except TypeError:
+            pass
+    return cell
+
+
+def _owner(module: Any, qualname: str) -> Tuple[Any, str]:
+    *path, attr = qualname.split(".")
+    owner = module
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, attr
+
+
+class ExecutionInstrumentor(BaseInstrumentor):
+    """Spans and metrics for the engine's signal, risk, router, exchange and exit-scanner calls."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer_provider = kwargs.get("tracer_provider")
+        meter_providers = list(kwargs.get("meter_providers") or [kwargs.get("meter_provider") or metrics.get_meter_provider()])
+        clock = kwargs.get("clock") or time.time
+        state: EventState = kwargs.get("event_state") or EventState(clock)
+        tracer: Optional[trace.Tracer] = None
+        if kwargs.get("tracing", True):
+            tracer = trace.get_tracer(sc.INSTRUMENTATION_NAME, __version__, tracer_provider)
+        for provider in meter_providers:
+            _cell_for(provider).state = state
+        self._cells = [_cell_for(p) for p in meter_providers]
+        self.binding = Binding(state, tracer)
+        self._generation = getattr(self, "_generation", 0) + 1
+        self._wrapped: List[Tuple[Any, str]] = []
+        ACTIVE.binding = self.binding
+        generation = self._generation
+        for target in TARGETS:
+            wrapt.register_post_import_hook(self._hook(target, generation), target.module)
+
+    def _hook(self, target: Target, generation: int):
+        def patch(module: Any) -> None:
+            if generation != self._generation:  # a hook of an earlier instrument(): uninstrumented since
+                return
+            try:
+                owner, attr = _owner(module, target.name)
+                current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+                if isinstance(current, wrapt.ObjectProxy):
+                    return  # already patched
+                wrapt.wrap_function_wrapper(owner, attr, make_wrapper(target.spec, ACTIVE))
+                self._wrapped.append((owner, attr))
+            except Exception:
+                _logger.warning("otel_diag: could not patch %s.%s", target.module, target.name, exc_info=True)
+
+        return patch
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self._generation += 1
+        ACTIVE.binding = None
+        for cell in getattr(self, "_cells", ()):
+            cell.state = None
+        for owner, attr in reversed(self._wrapped):
+            unwrap(owner, attr)
+        self._wrapped = []
+
+    @staticmethod
+    def patched() -> List[str]:
+        """``module.Qualified.name`` of every engine function currently wrapped (for checks and tests)."""
+        found = []
+        for target in TARGETS:
+            module = sys.modules.get(target.module)
+            if module is None:
+                continue
+            owner, attr = _owner(module, target.name)
+            if isinstance(owner.__dict__.get(attr), wrapt.ObjectProxy):
+                found.append(f"{target.module}.{target.name}")
+        return found
+
+
+def bind_instruments(meter_providers: List[Any], state: EventState) -> None:
+    """Report ``state`` through the instruments of ``meter_providers`` without patching anything."""
+    for provider in meter_providers:
+        _cell_for(provider).state = state
+
+
+def unbind_instruments(state: EventState) -> None:
+    """Stop every instrument that reports ``state`` (at shutdown)."""
+    for cell in list(_CELLS.values()):
+        if cell.state is state:
+            cell.state = None
+
+
+def import_engine() -> None:
+    """Import every engine module of the patch table (patches them when instrumented)."""
+    for module in sorted({t.module for t in TARGETS}):
+        importlib.import_module(module)

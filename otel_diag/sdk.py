@@ -1,0 +1,283 @@
+"""``configure()`` and ``shutdown()``: the providers, readers and exporters of one executor process.
+
+Usage::
+
+    import otel_diag
+
+    telemetry = otel_diag.configure(clock=clock, service_name="executor")   # patches the engine
+    ...
+    derived = telemetry.snapshot()      # what the metric points say now
+    otel_diag.shutdown()                # flushes within a bounded time, restores the engine
+
+The OTel environment variables are honoured: ``OTEL_SDK_DISABLED``; ``OTEL_EXPORTER_OTLP_ENDPOINT``
+(and the per-signal ``…_TRACES_ENDPOINT`` / ``…_METRICS_ENDPOINT``), ``OTEL_EXPORTER_OTLP_PROTOCOL``
+(``http/protobuf`` default, or ``grpc``), ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``
+(``otlp``, ``console``, ``prometheus``, ``none``), ``OTEL_TRACES_SAMPLER``, ``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_EXPORTER_PROMETHEUS_HOST/PORT``.
+With no endpoint configured nothing is exported and tracing is off (metrics stay in-process).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from otel_diag import semconv as sc
+from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, unbind_instruments
+from otel_diag.reader import DerivedMetrics, DiagnosticsMetricReader
+from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC, EventState
+
+_logger = logging.getLogger("otel_diag")
+
+DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5_000
+DEFAULT_PROMETHEUS_HOST = "127.0.0.1"
+DEFAULT_PROMETHEUS_PORT = 9464
+
+
+@dataclass
+class Telemetry:
+    """One configured process: its clock, event state, providers and the diagnostics reader."""
+
+    enabled: bool
+    clock: Callable[[], float]
+    state: EventState
+    reader: DiagnosticsMetricReader
+    service: Dict[str, Any]
+    tracer_provider: Optional[TracerProvider] = None
+    meter_provider: Optional[MeterProvider] = None
+    tracing: bool = False
+    instrumented: bool = False
+    exporters: List[str] = field(default_factory=list)
+    prometheus_address: Optional[tuple] = None
+    _owned_tracer_provider: bool = False
+    _prometheus_server: Any = None
+
+    def snapshot(self) -> DerivedMetrics:
+        """Collect now and return what the metric points say."""
+        return self.reader.snapshot()
+
+
+_lock = threading.RLock()
+_current: Optional[Telemetry] = None
+
+
+def _env_list(env: Mapping[str, str], name: str, default: str) -> List[str]:
+    return [p.strip().lower() for p in env.get(name, default).split(",") if p.strip()]
+
+
+def _env_true(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() == "true"
+
+
+def _resource(service_name: str, instance_id: str, environment: str) -> Resource:
+    attrs = {"service.name": service_name, "service.instance.id": instance_id, "deployment.environment": environment}
+    from_env = OTELResourceDetector().detect()
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = os.environ["OTEL_SERVICE_NAME"]
+    # The environment (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) wins over code defaults.
+    return Resource.create(attrs).merge(from_env)
+
+
+def _otlp_span_exporter(env: Mapping[str, str]):
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    if protocol.strip().lower() == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter()
+
+
+def _otlp_metric_exporter(env: Mapping[str, str]):
+    protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    if protocol.strip().lower() == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter()
+
+
+def _has_endpoint(env: Mapping[str, str], signal: str) -> bool:
+    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+
+
+def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Optional[str] = None,
+              service_instance_id: Optional[str] = None, deployment_environment: str = "paper",
+              span_processors: Sequence[SpanProcessor] = (), metric_readers: Sequence[MetricReader] = (),
+              tracing: Optional[bool] = None, instrument: bool = True,
+              prometheus_port: Optional[int] = None, prometheus_host: str = DEFAULT_PROMETHEUS_HOST,
+              max_series_per_metric: int = DEFAULT_MAX_SERIES_PER_METRIC,
+              env: Optional[Mapping[str, str]] = None) -> Telemetry:
+    """Build the providers, register the diagnostics reader, and (``instrument``) patch the engine.
+
+    ``span_processors`` and ``metric_readers`` are added as given (tests pass in-memory ones).
+    ``tracing`` defaults to on exactly when some span sink exists. Calling ``configure`` again
+    shuts the previous set-up down first.
+    """
+    global _current
+    env = os.environ if env is None else env
+    clock = clock or time.time
+    with _lock:
+        if _current is not None:
+            shutdown()
+        name = env.get("OTEL_SERVICE_NAME") or service_name or sc.DEFAULT_SERVICE_NAME
+        instance_id = service_instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        service = {"name": name, "instance_id": instance_id, "environment": deployment_environment}
+        state = EventState(clock, max_series_per_metric=max_series_per_metric)
+        reader = DiagnosticsMetricReader(extras=lambda: _extras(state))
+        if _env_true(env, "OTEL_SDK_DISABLED"):
+            _logger.info("otel_diag: OTEL_SDK_DISABLED=true, no telemetry")
+            _current = Telemetry(False, clock, state, reader, service)
+            return _current
+
+        resource = _resource(name, instance_id, deployment_environment)
+        exporters: List[str] = []
+        auto = ExecutionInstrumentor()
+        if auto.is_instrumented_by_opentelemetry:
+            auto.uninstrument()  # instrumented by opentelemetry-instrument: re-bind to this set-up
+        global_tp = trace.get_tracer_provider()
+        global_mp = metrics.get_meter_provider()
+        external_tp = global_tp if isinstance(global_tp, TracerProvider) else None
+        external_mp = global_mp if isinstance(global_mp, MeterProvider) else None
+
+        processors: List[SpanProcessor] = list(span_processors)
+        traces_exporters = _env_list(env, "OTEL_TRACES_EXPORTER", "otlp")
+        if external_tp is None and "none" not in traces_exporters:
+            if "otlp" in traces_exporters and _has_endpoint(env, "TRACES"):
+                processors.append(BatchSpanProcessor(_otlp_span_exporter(env)))
+                exporters.append("otlp-traces")
+            if "console" in traces_exporters:
+                from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+                processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+                exporters.append("console-traces")
+        if tracing is None:
+            tracing = bool(processors) or external_tp is not None
+        tracer_provider = None
+        owned_tp = False
+        if tracing:
+            if processors or external_tp is None:
+                tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+                owned_tp = True
+                for p in processors:
+                    tracer_provider.add_span_processor(p)
+            else:
+                tracer_provider = external_tp
+                exporters.append("global-traces")
+
+        readers: List[MetricReader] = [reader, *metric_readers]
+        metrics_exporters = _env_list(env, "OTEL_METRICS_EXPORTER", "otlp")
+        if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _has_endpoint(env, "METRICS"):
+            readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(env)))
+            exporters.append("otlp-metrics")
+        prom_server = prom_address = None
+        if prometheus_port is None and "prometheus" in metrics_exporters:
+            prometheus_port = int(env.get("OTEL_EXPORTER_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT))
+            prometheus_host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", prometheus_host)
+        if prometheus_port is not None:
+            prom_reader, prom_server, prom_address = _prometheus(prometheus_host, prometheus_port)
+            readers.append(prom_reader)
+            exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
+        meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+        meter_providers = [meter_provider] + ([external_mp] if external_mp is not None else [])
+
+        instrumented = False
+        if instrument:
+            auto.instrument(tracer_provider=tracer_provider, meter_providers=meter_providers, clock=clock,
+                            event_state=state, tracing=tracing, skip_dep_check=True)
+            instrumented = True
+        else:
+            bind_instruments(meter_providers, state)
+        _current = Telemetry(True, clock, state, reader, service, tracer_provider, meter_provider, bool(tracing),
+                             instrumented, exporters, prom_address, owned_tp, prom_server)
+        return _current
+
+
+def _prometheus(host: str, port: int):
+    """A PrometheusMetricReader on its own registry, served on ``host:port`` (port 0 picks a free one)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=True)
+    prom_reader = PrometheusMetricReader(registry=registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return prom_reader, server, server.server_address[:2]
+
+
+def _extras(state: EventState) -> Dict[str, Any]:
+    """Side-channel details for the diagnostics block: trace ids and position keys (not metrics)."""
+    gauges = state.exit_gauges
+    return {
+        "last_trace_ids": {event: format(tid, "032x") for event, tid in state.last_trace_ids().items()},
+        "missing_keys": list(gauges.missing) if gauges is not None else [],
+        "underwater_keys": list(gauges.underwater_unprotected) if gauges is not None else [],
+        "series_overflow": state.overflowed(),
+    }
+
+
+def current() -> Optional[Telemetry]:
+    """The configured telemetry, or None."""
+    return _current
+
+
+def get_telemetry() -> Telemetry:
+    """The configured telemetry; configures an in-process one (no exporters, engine not patched) if none."""
+    with _lock:
+        if _current is None:
+            return configure(instrument=False, tracing=False, env={})
+        return _current
+
+
+def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
+    """Restore the engine, flush and stop exporters; never takes longer than ``timeout_millis``.
+
+    Returns True when everything flushed in time. Idempotent.
+    """
+    global _current
+    with _lock:
+        t, _current = _current, None
+    if t is None:
+        return True
+    if t.instrumented:
+        inst = ExecutionInstrumentor()
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
+    unbind_instruments(t.state)
+    if not t.enabled:
+        return True
+
+    def _stop() -> None:
+        try:
+            if t._owned_tracer_provider and t.tracer_provider is not None:
+                t.tracer_provider.shutdown()
+            if t.meter_provider is not None:
+                t.meter_provider.shutdown(timeout_millis=timeout_millis)
+        except Exception:
+            _logger.warning("otel_diag: shutdown of an exporter failed", exc_info=True)
+        finally:
+            if t._prometheus_server is not None:
+                try:
+                    t._prometheus_server.shutdown()
+                    t._prometheus_server.server_close()
+                except Exception:
+                    _logger.warning("otel_diag: stopping the Prometheus endpoint failed", exc_info=True)
+
+    worker = threading.Thread(target=_stop, name="otel_diag-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout_millis / 1000.0)
+    if worker.is_alive():
+        _logger.warning("otel_diag: exporters did not flush within %.1f s; telemetry of the last moments is lost",
+                        timeout_millis / 1000.0)
+        return False
+    return True

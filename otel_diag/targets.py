@@ -1,0 +1,152 @@
+"""The engine's patch table: which function is which traced event, and what is read from it.
+
+Each row is (module, qualified function name, EventSpec). The recorders read the
+engine's own results — a ``RiskDecision`` says why it vetoed, an ``ExitScanResult`` what
+is open and protected — so the engine needs no telemetry calls of its own.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Tuple
+
+from otel_diag import semconv as sc
+from otel_diag.state import ExitGauges
+from otel_diag.wrappers import _MISSING, Binding, EventSpec
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name)
+
+
+# -- executor.cycle --------------------------------------------------------------------
+def _annotate_cycle(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    span.set_attribute(sc.ATTR_CYCLE_INDEX, _arg(args, kwargs, 0, "index"))
+
+
+# -- signal.generate -------------------------------------------------------------------
+def _record_signal(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    if result is not None and result is not _MISSING:
+        b.state.hit(b.signals.get(result.symbol), sc.EVENT_SIGNAL, trace_id)
+
+
+def _annotate_signal(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    bar = _arg(args, kwargs, 0, "bar")
+    span.set_attribute(sc.ATTR_SYMBOL, bar.symbol)
+    if result is not None and result is not _MISSING:
+        span.set_attribute(sc.ATTR_SIDE, result.side.value)
+
+
+# -- risk.check ------------------------------------------------------------------------
+def _record_risk(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    if result is not _MISSING and not result.approved:
+        series = b.vetoes.get((result.reason, result.symbol))
+        b.state.hit(series, sc.EVENT_VETO, trace_id)
+
+
+def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    signal = _arg(args, kwargs, 0, "signal")
+    span.set_attributes({sc.ATTR_SYMBOL: signal.symbol, sc.ATTR_SIDE: signal.side.value})
+    if result is not _MISSING:
+        if result.approved:
+            span.set_attribute(sc.ATTR_QUANTITY, result.quantity)
+        else:
+            span.set_attribute(sc.ATTR_VETO_REASON, result.reason)
+
+
+# -- order.route -----------------------------------------------------------------------
+def _record_route(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    order = _arg(args, kwargs, 0, "order")
+    state = b.state
+    state.hit(b.orders.get(order.symbol), sc.EVENT_ORDER, trace_id)
+    state.hit(b.router.get(sc.ROUTER_ROUTE), sc.EVENT_ROUTER, trace_id)
+
+
+def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    order = _arg(args, kwargs, 0, "order")
+    span.set_attributes({sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
+                         sc.ATTR_QUANTITY: order.quantity, sc.ATTR_ORDER_ID: order.order_id,
+                         sc.ATTR_ROUTER_EVENT: sc.ROUTER_ROUTE})
+
+
+# -- order.twap_slice ------------------------------------------------------------------
+def _record_slice(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    router = b.router
+    state = b.state
+    state.hit(router.get(sc.ROUTER_TWAP_SLICE), sc.EVENT_ROUTER, trace_id)
+    if result is not _MISSING:
+        outcome = sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT
+        state.hit(router.get(outcome), sc.EVENT_ROUTER, trace_id)
+
+
+def _annotate_slice(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    order = _arg(args, kwargs, 0, "order")
+    span.set_attributes({sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
+                         sc.ATTR_QUANTITY: _arg(args, kwargs, 2, "quantity"), sc.ATTR_ORDER_ID: order.order_id})
+    if result is not _MISSING:
+        span.set_attribute(sc.ATTR_ROUTER_EVENT, sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT)
+
+
+# -- exchange.place_order --------------------------------------------------------------
+def _annotate_exchange(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    child = _arg(args, kwargs, 0, "order")
+    span.set_attributes({sc.ATTR_SYMBOL: child.symbol, sc.ATTR_SIDE: child.side.value,
+                         sc.ATTR_QUANTITY: child.quantity, sc.ATTR_ORDER_ID: child.order_id})
+
+
+# -- exit.scan -------------------------------------------------------------------------
+def exit_gauges(result: Any) -> ExitGauges:
+    """The exit pipeline of one ``ExitScanResult``, keyed by (symbol, side) so hedge mode counts right."""
+    open_keys = {p.key for p in result.open_positions}
+    registered = {e.key for e in result.tp_sl_entries}
+    missing = tuple(sorted(open_keys - registered))
+    covered = len(open_keys & registered)
+    return ExitGauges(
+        open_positions=len(open_keys),
+        tp_sl_registered=covered,
+        tp_sl_orphaned=len(registered - open_keys),
+        coverage=covered / len(open_keys) if open_keys else 0.0,
+        missing=missing,
+        underwater_unprotected=tuple(sorted(p.key for p in result.underwater_without_tp_sl)),
+    )
+
+
+def _record_scan(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    state = b.state
+    state.hit(b.exit_scans.get(), sc.EVENT_EXIT_SCAN, trace_id)
+    if result is not _MISSING:
+        state.set_exit_gauges(exit_gauges(result))
+
+
+def _annotate_scan(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    if result is not _MISSING:
+        span.set_attributes({sc.ATTR_POSITIONS_OPEN: len(result.open_positions),
+                             sc.ATTR_EXIT_TRIGGER_COUNT: len(result.triggers)})
+
+
+# -- exit.trigger ----------------------------------------------------------------------
+def _record_trigger(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    reason = _arg(args, kwargs, 1, "reason")
+    b.state.hit(b.exit_triggers.get(reason), sc.EVENT_EXIT_TRIGGER, trace_id)
+
+
+def _annotate_trigger(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    position = _arg(args, kwargs, 0, "position")
+    span.set_attributes({sc.ATTR_SYMBOL: position.symbol, sc.ATTR_SIDE: position.side.value,
+                         sc.ATTR_QUANTITY: position.quantity, sc.ATTR_EXIT_REASON: _arg(args, kwargs, 1, "reason")})
+
+
+class Target(NamedTuple):
+    module: str
+    name: str
+    spec: EventSpec
+
+
+TARGETS: Tuple[Target, ...] = (
+    Target("execution.engine", "Executor.run_cycle", EventSpec(sc.SPAN_EXECUTOR_CYCLE, None, _annotate_cycle)),
+    Target("execution.signal_generator", "SignalGenerator.generate", EventSpec(sc.SPAN_SIGNAL_GENERATE, _record_signal, _annotate_signal)),
+    Target("execution.risk_limits", "RiskEngine.check", EventSpec(sc.SPAN_RISK_CHECK, _record_risk, _annotate_risk)),
+    Target("execution.order_router", "OrderRouter.route_order", EventSpec(sc.SPAN_ORDER_ROUTE, _record_route, _annotate_order)),
+    Target("execution.order_router", "OrderRouter.route_twap_slice", EventSpec(sc.SPAN_ORDER_TWAP_SLICE, _record_slice, _annotate_slice)),
+    Target("execution.paper_exchange", "PaperExchange.place_order", EventSpec(sc.SPAN_EXCHANGE_PLACE_ORDER, None, _annotate_exchange)),
+    Target("execution.exit_scanner", "ExitScanner.scan", EventSpec(sc.SPAN_EXIT_SCAN, _record_scan, _annotate_scan)),
+    Target("execution.exit_scanner", "ExitScanner.trigger_exit", EventSpec(sc.SPAN_EXIT_TRIGGER, _record_trigger, _annotate_trigger)),
+)

@@ -1,0 +1,197 @@
+"""One wrapper factory for every traced event: a span, a count and a last-event time.
+
+Usage — as a decorator on your own strategy or router code::
+
+    import otel_diag
+
+    @otel_diag.traced_event("my_strategy.signal", event="signal", counter=otel_diag.semconv.METRIC_SIGNALS)
+    def my_signal(bar):
+        ...
+
+and as wrapt patches, applied by :class:`otel_diag.instrumentor.ExecutionInstrumentor`
+from the table in :mod:`otel_diag.targets`. Either way the wrapper
+
+- calls ``wrapped(*args, **kwargs)`` and returns or raises exactly what it does;
+- on the hot path updates only plain in-process state (:class:`~otel_diag.state.EventState`);
+- opens a span only when tracing is on, and does attribute work only if the span records;
+- catches, logs (rate-limited) and drops any error of its own.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_diag import semconv as sc
+from otel_diag._log import RateLimitedLog
+from otel_diag.state import EventState, Series
+
+_log = RateLimitedLog(logging.getLogger("otel_diag"))
+_MISSING = object()
+
+# record(binding, args, kwargs, result, trace_id): count and stamp; result is _MISSING when the call raised.
+Recorder = Callable[["Binding", tuple, dict, Any, int], None]
+# annotate(span, args, kwargs, result): span attributes, called only when the span records.
+Annotator = Callable[[Any, tuple, dict, Any], None]
+
+
+class Family:
+    """The series of one metric keyed by attribute values; each key is bound once, then one dict lookup."""
+
+    __slots__ = ("state", "metric", "names", "_cache")
+
+    def __init__(self, state: EventState, metric: str, names: Tuple[str, ...]) -> None:
+        self.state = state
+        self.metric = metric
+        self.names = names
+        self._cache: Dict[Any, Series] = {}
+
+    def get(self, key: Any = ()) -> Series:
+        """The series for ``key`` (one value, or a tuple of values for several attribute names)."""
+        found = self._cache.get(key)
+        if found is None:
+            values = key if isinstance(key, tuple) else (key,)
+            found = self.state.series(self.metric, dict(zip(self.names, values)))
+            if len(self._cache) < 100_000:
+                self._cache[key] = found
+        return found
+
+
+class Binding:
+    """What an active instrumentation writes to: the event state, the tracer, and metric families."""
+
+    def __init__(self, state: EventState, tracer: Optional[trace.Tracer]) -> None:
+        self.state = state
+        self.tracer = tracer
+        self._families: Dict[Tuple[str, Tuple[str, ...]], Family] = {}
+        # The engine's families, bound once so the wrappers do one attribute read.
+        self.signals = self.family(sc.METRIC_SIGNALS, sc.ATTR_SYMBOL)
+        self.orders = self.family(sc.METRIC_ORDERS, sc.ATTR_SYMBOL)
+        self.vetoes = self.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON, sc.ATTR_SYMBOL)
+        self.router = self.family(sc.METRIC_ROUTER_EVENTS, sc.ATTR_ROUTER_EVENT)
+        self.exit_scans = self.family(sc.METRIC_EXIT_SCANS)
+        self.exit_triggers = self.family(sc.METRIC_EXIT_TRIGGERS, sc.ATTR_EXIT_REASON)
+
+    def family(self, metric: str, *names: str) -> Family:
+        key = (metric, names)
+        fam = self._families.get(key)
+        if fam is None:
+            fam = self._families[key] = Family(self.state, metric, names)
+        return fam
+
+
+class Holder:
+    """The binding currently in force (None when not instrumented); wrappers read it on every call."""
+
+    __slots__ = ("binding",)
+
+    def __init__(self) -> None:
+        self.binding: Optional[Binding] = None
+
+
+# The binding decorators use: set by ExecutionInstrumentor while instrumented.
+ACTIVE = Holder()
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """How one traced function is observed."""
+
+    span_name: str
+    record: Optional[Recorder] = None
+    annotate: Optional[Annotator] = None
+
+
+def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
+    """A wrapt wrapper ``(wrapped, instance, args, kwargs)`` observing calls per ``spec``."""
+    span_name = spec.span_name
+    record = spec.record
+    annotate = spec.annotate
+
+    def _record(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+        try:
+            record(b, args, kwargs, result, trace_id)
+        except Exception:
+            _log.exception("record:" + span_name, "otel_diag: recording an event failed")
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        b = holder.binding
+        if b is None:
+            return wrapped(*args, **kwargs)
+        tracer = b.tracer
+        if tracer is None:  # metrics only: the cheap path
+            if record is None:
+                return wrapped(*args, **kwargs)
+            result = _MISSING
+            try:
+                result = wrapped(*args, **kwargs)
+                return result
+            finally:
+                _record(b, args, kwargs, result, 0)
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        try:
+            span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
+            token = otel_context.attach(trace.set_span_in_context(span))
+        except Exception:
+            _log.exception("span:" + span_name, "otel_diag: starting a span failed")
+            return wrapped(*args, **kwargs)
+        result = _MISSING
+        try:
+            result = wrapped(*args, **kwargs)
+            return result
+        except BaseException as exc:
+            try:
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            except Exception:
+                _log.exception("span-error:" + span_name, "otel_diag: recording an exception failed")
+            raise
+        finally:
+            try:
+                otel_context.detach(token)
+                ctx = span.get_span_context()
+                if record is not None:
+                    _record(b, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
+                if annotate is not None and span.is_recording():
+                    annotate(span, args, kwargs, result)
+            except Exception:
+                _log.exception("annotate:" + span_name, "otel_diag: span attributes failed")
+            finally:
+                try:
+                    span.end()
+                except Exception:
+                    _log.exception("end:" + span_name, "otel_diag: ending a span failed")
+
+    return wrapper
+
+
+def traced_event(span_name: str, *, event: Optional[str] = None, counter: Optional[str] = None,
+                 attributes: Optional[Callable[..., Dict[str, Any]]] = None) -> Callable:
+    """Decorate a function so each call is a span named ``span_name`` plus an event.
+
+    ``event`` (one of :data:`otel_diag.semconv.EVENTS`) is stamped with the clock's time on
+    every call; ``counter`` (a ``trading.*`` counter name) is incremented by one;
+    ``attributes(*args, **kwargs)`` may return span attributes (called only when recording).
+    The decorated function keeps its name, docstring and signature; with otel_diag not
+    configured it is a plain call.
+    """
+
+    def record(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+        series = b.family(counter).get() if counter else None
+        b.state.hit(series, event, trace_id)
+
+    def annotate(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        attrs = attributes(*args, **kwargs) if attributes is not None else None
+        if attrs:
+            span.set_attributes(attrs)
+
+    spec = EventSpec(span_name, record if (event or counter) else None, annotate if attributes else None)
+    return wrapt.decorator(make_wrapper(spec, ACTIVE))

@@ -1,0 +1,31 @@
+"""Shared fixtures: every test starts and ends with no telemetry configured and the engine unpatched."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _no_telemetry_leaks():
+    """Shut otel_diag down after each test so patches and state never leak into the next one."""
+    yield
+    if "otel_diag" in sys.modules:
+        import otel_diag
+
+        otel_diag.shutdown(timeout_millis=2_000)
+        from otel_diag.instrumentor import ExecutionInstrumentor
+
+        inst = ExecutionInstrumentor()
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
+
+
+@pytest.fixture
+def repo_root() -> str:
+    return ROOT
