@@ -14,8 +14,8 @@ run: $(STAMPS)/venv ## set up, then a healthy paper replay with telemetry
 	@echo
 	@$(BIN)/otel-diag status --state-dir $(STATE_DIR) || true
 
-test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the fast suite (unit + integration + benchmark smoke)
-	$(BIN)/python -m pytest tests/unit tests/integration tests/benchmarks -q $(PYTEST_ARGS)
+test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the fast suite (unit + integration + reliability + benchmark smoke)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/reliability tests/benchmarks -q $(PYTEST_ARGS)
 
 bench: $(STAMPS)/venv ## measure overhead budgets; writes docs/benchmarks.md, fails when a budget is missed
 	$(BIN)/python -m tests.benchmarks.run --output docs/benchmarks.md
@@ -24,7 +24,7 @@ dashboard: $(STAMPS)/venv ## the Streamlit risk panel on http://127.0.0.1:8501
 	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.headless true -- --state-dir $(STATE_DIR)
 
 rules: $(STAMPS)/venv ## regenerate the Prometheus alert rules from the config
-	$(BIN)/otel-diag rules --config config/strategy_config.json > collector/prometheus/liveness_rules.yml
+	$(BIN)/otel-diag rules --config config/strategy_config.json -o collector/prometheus/liveness_rules.yml
 
 status: $(STAMPS)/venv
 	$(BIN)/otel-diag status --state-dir $(STATE_DIR)
