@@ -38,14 +38,14 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-# Services the tests start for real: Debian's prometheus (with promtool) and chromium.
+# Services the tests start for real: Debian's prometheus (with promtool) and chromium (emoji font for the panel).
 $(STAMPS)/system-deps:
 	@mkdir -p $(STAMPS)
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null; then \
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; then \
 	  echo "system packages present"; \
 	else \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core fonts-noto-color-emoji >/dev/null; \
 	fi
 	@touch $@
 

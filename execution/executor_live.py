@@ -115,10 +115,14 @@ def _load_config(path: Optional[str]) -> AppConfig:
 
 
 class _StopFlag:
-    """Set by SIGINT/SIGTERM; the loop finishes the current cycle, then stops."""
+    """Set by SIGINT/SIGTERM; the loop finishes the current cycle, then stops.
+
+    The handler only flips a bool: taking a lock there (``Event.set``) can deadlock when
+    the signal lands while the main thread holds that lock inside ``Event.wait``.
+    """
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.requested = False
         self._previous = {}
 
     def install(self) -> None:
@@ -128,7 +132,20 @@ class _StopFlag:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        self.event.set()
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def wait(self, timeout: float) -> bool:
+        """Nap up to ``timeout`` seconds in short slices; True as soon as a stop was requested."""
+        deadline = time.monotonic() + timeout
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.05))
+        return True
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -144,6 +161,10 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         os.makedirs(opts.state_dir, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot create ({exc.strerror})") from None
+    try:
+        journal = Journal(os.path.join(opts.state_dir, "journal.jsonl"))
+    except OSError as exc:
+        raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot write journal.jsonl ({exc.strerror})") from None
     cycles = opts.cycles or (len(steps) if steps is not None else DEFAULT_CYCLES)
     bar_seconds = cfg.market_data.bar_seconds
     start = steps[0][0] if steps else cfg.market_data.start_epoch
@@ -161,7 +182,7 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
             deployment_environment=cfg.telemetry.deployment_environment,
             prometheus_port=cfg.telemetry.prometheus_port, prometheus_host=cfg.telemetry.prometheus_host,
             span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
-        if cfg.diagnostics.enabled:
+        if cfg.diagnostics.enabled and telemetry.enabled:
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
                                              service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed})
 
@@ -171,7 +192,6 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
     source = iter(steps[:cycles]) if steps is not None else SyntheticFeed(cfg.strategy.symbols, opts.seed, start, bar_seconds).steps(cycles)
     progress = _Progress(cycles, enabled=opts.progress)
     done = 0
-    journal = Journal(os.path.join(opts.state_dir, "journal.jsonl"))
     engine = Executor(cfg, clock=clock, seed=opts.seed, scenario=scenario, journal=journal)
     try:
         next_tick = time.monotonic()
@@ -187,11 +207,11 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
             if publisher is not None:
                 publisher.maybe_publish(engine.positions_state)
             progress.advance(done)
-            if stop.event.is_set():
+            if stop.is_set():
                 break
             if realtime and done < cycles:
                 next_tick += interval
-                if stop.event.wait(max(0.0, next_tick - time.monotonic())):
+                if stop.wait(max(0.0, next_tick - time.monotonic())):
                     break
     finally:
         stop.restore()
@@ -209,7 +229,7 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
             otel_diag.shutdown()
     return RunSummary(stats=engine.stats, cycles=done, realized_pnl=engine.ledger.realized_pnl,
                       unrealized_pnl=engine.ledger.unrealized_pnl(), fills=journal.fills, rejects=journal.rejects,
-                      state_dir=opts.state_dir, interrupted=stop.event.is_set(),
+                      state_dir=opts.state_dir, interrupted=stop.is_set(),
                       publishes=publisher.publishes if publisher is not None else 0)
 
 

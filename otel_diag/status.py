@@ -1,0 +1,165 @@
+"""``otel-diag status``: liveness and exit health from diagnostics.json, as a table and an exit code.
+
+Usage::
+
+    otel-diag status --state-dir state            # table; exit 0 healthy
+    otel-diag status --state-dir state --json     # the loaded block(s) as JSON
+    otel-diag status --max-age 300                # stale after 5 minutes instead of 3 publish intervals
+
+Exit codes: 0 healthy; 1 any idle flag or a ledger/registry mismatch; 2 state missing,
+unreadable or stale (one line on stderr saying which). A state dir holding one subfolder
+per executor is checked as a whole: the worst executor decides the exit code, and
+``--json`` prints ``{"instances": {name: block}}``. Usable as a liveness probe or a cron check.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Dict, List, Mapping, Tuple
+
+from execution.state_v7 import (
+    IDLE_FLAGS,
+    LIVENESS_KEYS,
+    STATUS_OK,
+    format_age,
+    list_executor_instances,
+    load_runtime_diagnostics_state,
+)
+
+EXIT_HEALTHY = 0
+EXIT_ALERTING = 1
+EXIT_UNKNOWN = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", default="state", metavar="DIR",
+                        help="the executor's state folder, or a folder of per-executor subfolders (default state)")
+    parser.add_argument("--json", action="store_true", help="print the loaded diagnostics block as JSON")
+    parser.add_argument("--max-age", type=_seconds, default=None, metavar="SECONDS",
+                        help="stale when diagnostics.json is older than this (default 3 publish intervals)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def alerts(block: Mapping[str, Any]) -> List[str]:
+    """What makes a trusted block unhealthy: idle liveness keys and a ledger/registry mismatch."""
+    rd = block.get("runtime_diagnostics", {})
+    live, ex = rd.get("liveness", {}), rd.get("exit_pipeline", {})
+    found = [f"{key} idle" + (" (never seen)" if live.get("missing", {}).get(key) is True else "")
+             for key in LIVENESS_KEYS if live.get(IDLE_FLAGS[key]) is True]
+    if ex.get("ledger_registry_mismatch") is True:
+        found.append(f"ledger/registry mismatch ({ex.get('tp_sl_missing_count', 0)} open without TP/SL)")
+    return found
+
+
+def exit_code(block: Mapping[str, Any]) -> int:
+    if block.get("status") != STATUS_OK:
+        return EXIT_UNKNOWN
+    return EXIT_ALERTING if alerts(block) else EXIT_HEALTHY
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded: List[Tuple[str, Dict[str, Any]]] = [
+        (i.name, load_runtime_diagnostics_state(i.state_dir, max_age_seconds=args.max_age))
+        for i in list_executor_instances(args.state_dir)
+    ]
+    if args.json:
+        payload: Any = loaded[0][1] if len(loaded) == 1 else {"instances": dict(loaded)}
+        print(json.dumps(payload, indent=2, sort_keys=False))
+    else:
+        _print_tables(loaded)
+    codes = [exit_code(block) for _, block in loaded]
+    for (name, block), code in zip(loaded, codes):
+        prefix = f"otel-diag status: {name}: " if len(loaded) > 1 else "otel-diag status: "
+        if code == EXIT_UNKNOWN:
+            print(_plain(f"{prefix}{block['status']}: {block['reason']}"), file=sys.stderr)
+        elif code == EXIT_ALERTING:
+            print(_plain(f"{prefix}alerting: {', '.join(alerts(block))}"), file=sys.stderr)
+    return max(codes)
+
+
+def _plain(text: str) -> str:
+    """One printable line: control characters from a hostile file never reach the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+# -- the readable table -----------------------------------------------------------------------
+_OK, _BAD, _WARN, _NONE = "[green]OK[/green]", "[bold red]IDLE[/bold red]", "[yellow]WARN[/yellow]", "[dim]-[/dim]"
+
+
+def _liveness_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
+    live = block["runtime_diagnostics"]["liveness"]
+    rows = []
+    for key in LIVENESS_KEYS:
+        detail, limit = live["details"].get(key), live["thresholds"].get(key)
+        if live["missing"].get(key) is True:
+            state, text = _BAD, "never seen (missing)"
+        elif live.get(IDLE_FLAGS[key]) is True:
+            state, text = _BAD, f"idle for {format_age(detail)}"
+        elif key not in live["details"] and limit is None:
+            state, text = _NONE, "not checked"
+        else:
+            state, text = _OK, f"idle for {format_age(detail)}"
+        rows.append((key, state, text, format_age(limit) if limit else "-"))
+    return rows
+
+
+def _exit_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
+    from rich.markup import escape
+
+    ex = block["runtime_diagnostics"]["exit_pipeline"]
+    open_n, under = ex["open_positions_count"], ex["underwater_without_tp_sl_count"]
+    covered = ex["tp_sl_coverage_pct"] >= 1 and not ex["ledger_registry_mismatch"]
+    missing = ", ".join(escape(_plain(s)) for s in ex["missing_tp_sl_symbols"][:8])
+    under_symbols = ", ".join(escape(_plain(s)) for s in ex["underwater_without_tp_sl_symbols"][:8])
+    return [
+        ("open positions", _NONE, str(open_n), ""),
+        ("TP/SL coverage", _NONE if open_n == 0 else _OK if covered else "[bold red]LOW[/bold red]",
+         "-, no open positions" if open_n == 0
+         else f"{ex['tp_sl_coverage_pct']:.0%} ({ex['tp_sl_registered_count']} of {open_n})", ""),
+        ("ledger vs registry", "[bold red]MISMATCH[/bold red]" if ex["ledger_registry_mismatch"] else _OK,
+         f"{ex['tp_sl_missing_count']} open without TP/SL" + (f": {missing}" if missing else ""), ""),
+        ("underwater, no TP/SL", "[bold red]BAD[/bold red]" if under else _OK,
+         str(under) + (f": {under_symbols}" if under and under_symbols else ""), ""),
+        ("orphaned TP/SL", _WARN if ex["tp_sl_orphan_count"] else _OK, str(ex["tp_sl_orphan_count"]), ""),
+    ]
+
+
+def _print_tables(loaded: List[Tuple[str, Dict[str, Any]]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, highlight=False)
+    for name, block in loaded:
+        code = exit_code(block)
+        verdict = {EXIT_HEALTHY: "[bold green]HEALTHY[/bold green]", EXIT_ALERTING: "[bold red]ALERTING[/bold red]",
+                   EXIT_UNKNOWN: f"[bold yellow]UNKNOWN ({escape(block['status'])})[/bold yellow]"}[code]
+        service = _plain(str(block["service"].get("name")))
+        console.print(f"[bold]{escape(_plain(name))}[/bold] ({escape(service)}): {verdict}")
+        console.print(f"  {escape(_plain(block['reason']))}", soft_wrap=True)
+        has_figures = block["status"] == STATUS_OK or block["written_at"] is not None
+        if code == EXIT_UNKNOWN and not has_figures:
+            console.print()
+            continue
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+        for column in ("check", "state", "value", "limit"):
+            table.add_column(column)
+        liveness, exits = _liveness_rows(block), _exit_rows(block)
+        for index, row in enumerate(liveness + exits):
+            if code == EXIT_UNKNOWN:  # figures from an untrusted file: shown, never as OK
+                row = (row[0], "[dim]?[/dim]", f"[dim]last known: {row[2]}[/dim]", row[3])
+            table.add_row(*row, end_section=index == len(liveness) - 1)
+        console.print(table)
+        console.print()

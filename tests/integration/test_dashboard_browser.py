@@ -1,0 +1,129 @@
+"""The risk panel in a real browser: Streamlit on 127.0.0.1, Debian's Chromium driven by Playwright.
+
+Writes the README's screenshot, docs/images/risk_panel.png.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.fixtures import diagnostics_state as fx
+
+pytestmark = pytest.mark.browser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SCREENSHOT = os.path.join(ROOT, "docs", "images", "risk_panel.png")
+JAEGER = "http://127.0.0.1:16686"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+def _wait_idle(page) -> None:
+    """Until the script run has finished: no 'Running...' status widget for a moment."""
+    status = page.locator('[data-testid="stStatusWidget"]')
+    for _ in range(3):
+        status.wait_for(state="hidden", timeout=15_000)
+        page.wait_for_timeout(300)
+        if not status.is_visible():
+            return
+
+
+@pytest.fixture
+def panel(tmp_path):
+    """A running risk panel over two executors (healthy, and a stalled router with a TP/SL gap)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make setup` (installs Debian's chromium)")
+    now = time.time()
+    state = tmp_path / "state"
+    fx.write_state(state / "executor-a", fx.healthy(now))
+    fx.write_state(state / "executor-b", fx.alerting(now))
+    port = _free_port()
+    env = {**os.environ, "JAEGER_UI_URL": JAEGER, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+         "--", "--state-dir", "state", "--refresh-seconds", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc)
+        yield url, state
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(panel):
+    from playwright.sync_api import sync_playwright
+
+    url, state = panel
+    dialogs = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_text("executor-b", exact=False).first.wait_for(timeout=20_000)
+            page.locator('[data-testid="stTable"]').nth(3).wait_for(timeout=20_000)
+            page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for(timeout=20_000)
+            _wait_idle(page)
+
+            tables = page.locator('[data-testid="stTable"]')
+            healthy_card, stalled_card = tables.nth(0).inner_text(), tables.nth(2).inner_text()
+            assert re.search(r"✅\s+Signals\s+idle for 42s\s+10m\s+trace ↗", healthy_card), healthy_card
+            assert re.search(r"🔴\s+Router\s+idle for 45m\s+30m", stalled_card), stalled_card
+            assert re.search(r"🔴\s+Exits \(TP/SL triggers\)\s+never seen \(missing\)\s+1h", stalled_card)
+            assert "mismatch: 1 open without TP/SL: ETHUSDT" in tables.nth(3).inner_text()
+            link = tables.nth(0).get_by_role("link").first.get_attribute("href")
+            assert link == f"{JAEGER}/trace/{fx.TRACE_IDS['signals']}"
+
+            os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+            page.screenshot(path=SCREENSHOT, full_page=True)
+
+            # Auto-refresh picks up a new executor; its hostile strings render as text, never as HTML.
+            fx.write_state(state / "executor-c", fx.hostile(time.time()))
+            page.get_by_text("executor-c", exact=False).first.wait_for(timeout=15_000)
+            page.get_by_text("1: <script>alert(1)</script>", exact=True).wait_for(timeout=15_000)
+            _wait_idle(page)
+            assert page.locator("img[src='x']").count() == 0
+            assert page.locator("a[href^='javascript']").count() == 0
+            assert dialogs == []
+        finally:
+            browser.close()
+    assert os.path.getsize(SCREENSHOT) > 20_000

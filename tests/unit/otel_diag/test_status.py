@@ -1,0 +1,127 @@
+"""`otel-diag status`: exit codes 0 healthy / 1 alerting / 2 unknown, the table, and --json."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from otel_diag.cli import main
+from tests.fixtures import diagnostics_state as fx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def status(capsys, *args):
+    code = main(["status", *map(os.fspath, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_when_healthy_then_exit_0_and_table(capsys, tmp_path):
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "state", fx.healthy(time.time())))
+    assert code == 0 and err == ""
+    assert "HEALTHY" in out
+    for line in ("signals", "orders", "exits", "exit_scans", "router"):
+        assert any(row.split()[:2] == [line, "OK"] for row in out.splitlines()), line
+    assert "100% (3 of 3)" in out
+
+
+@pytest.mark.parametrize("builder, alert", [
+    (fx.idle_with_missing, "orders idle, exits idle (never seen), router idle"),
+    (fx.mismatch, "ledger/registry mismatch (1 open without TP/SL)"),
+])
+def test_status_when_idle_or_mismatch_then_exit_1_naming_it(capsys, tmp_path, builder, alert):
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "state", builder(time.time())))
+    assert code == 1 and "ALERTING" in out
+    assert err.strip() == f"otel-diag status: alerting: {alert}"
+
+
+def test_status_when_idle_then_table_shows_idle_and_never_seen(capsys, tmp_path):
+    _, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.idle_with_missing(time.time())))
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "IDLE" in rows["router"] and "idle for 45m" in rows["router"]
+    assert "never seen (missing)" in rows["exits"]
+
+
+@pytest.mark.parametrize("content, word", [
+    (None, "missing"),
+    ("", "empty"),
+    ('{"schema_version": 1, "written_at": "2026-01', "corrupt"),
+    ('{"schema_version": 9}', "unsupported_schema"),
+])
+def test_status_when_state_missing_or_unreadable_then_exit_2_one_line(capsys, tmp_path, content, word):
+    folder = tmp_path / "state"
+    folder.mkdir()
+    if content is not None:
+        fx.write_raw(folder, content)
+    code, out, err = status(capsys, "--state-dir", folder)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"otel-diag status: {word}: ")
+    assert f"UNKNOWN ({word})" in out
+
+
+def test_status_when_stale_then_exit_2_even_if_figures_were_healthy(capsys, tmp_path):
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.stale(time.time(), age=600)))
+    assert code == 2 and "stale, written 10m ago, limit 3m" in err
+    assert " OK " not in out and "last known: idle for" in out
+
+
+def test_status_when_max_age_given_then_it_decides_staleness(capsys, tmp_path):
+    folder = fx.write_state(tmp_path / "s", fx.stale(time.time(), age=100))
+    assert status(capsys, "--state-dir", folder)[0] == 0
+    assert status(capsys, "--state-dir", folder, "--max-age", "30")[0] == 2
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "soon", "nan"])
+def test_status_when_max_age_is_not_positive_seconds_then_exit_2(capsys, tmp_path, bad):
+    code, _, err = status(capsys, "--state-dir", tmp_path, "--max-age", bad)
+    assert code == 2 and "--max-age" in err
+
+
+def test_status_json_when_healthy_then_the_loaded_block(capsys, tmp_path):
+    code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.healthy(time.time())), "--json")
+    block = json.loads(out)
+    assert code == 0 and block["status"] == "ok"
+    assert block["runtime_diagnostics"]["exit_pipeline"]["tp_sl_coverage_pct"] == 1.0
+
+
+def test_status_json_when_missing_then_defaults_and_exit_2(capsys, tmp_path):
+    code, out, _ = status(capsys, "--state-dir", tmp_path / "none", "--json")
+    block = json.loads(out)
+    assert code == 2 and block["status"] == "missing"
+    assert block["runtime_diagnostics"]["liveness"]["missing"] == {}
+
+
+def test_status_when_folder_holds_executors_then_worst_decides_and_each_named(capsys, tmp_path):
+    now = time.time()
+    fx.write_state(tmp_path / "executor-a", fx.healthy(now))
+    fx.write_state(tmp_path / "executor-b", fx.mismatch(now))
+    code, out, err = status(capsys, "--state-dir", tmp_path)
+    assert code == 1 and "executor-a" in out and "executor-b" in out
+    assert err.strip() == "otel-diag status: executor-b: alerting: ledger/registry mismatch (1 open without TP/SL)"
+    code, out, _ = status(capsys, "--state-dir", tmp_path, "--json")
+    assert set(json.loads(out)["instances"]) == {"executor-a", "executor-b"}
+
+
+def test_status_when_hostile_strings_then_printed_as_text(capsys, tmp_path):
+    doc = fx.hostile(time.time())
+    doc["runtime_diagnostics"]["exit_pipeline"]["missing_tp_sl_symbols"] = ["[bold]X[/bold]\x1b[2J"]
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 1
+    assert fx.HOSTILE in out and "[bold]X[/bold]" in out and "\x1b" not in out + err
+
+
+def test_status_via_python_m_when_healthy_and_when_missing_then_exit_codes(tmp_path):
+    folder = fx.write_state(tmp_path / "state", fx.healthy(time.time()))
+    ok = subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", folder],
+                        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "HEALTHY" in ok.stdout
+    gone = subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", os.fspath(tmp_path / "no")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert gone.returncode == 2
+    assert gone.stderr.strip().startswith("otel-diag status: missing: ") and "Traceback" not in gone.stderr
