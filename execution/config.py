@@ -48,6 +48,11 @@ def _threshold(v: Optional[float]) -> Optional[str]:
     return None if v is None or v >= 0 else "a number of seconds >= 0, or null to disable the check"
 
 
+def _symbols(v: Tuple[str, ...]) -> Optional[str]:
+    ok = v and len(set(v)) == len(v) and all(s and s == s.strip() for s in v)
+    return None if ok else "a non-empty list of distinct, non-blank symbols"
+
+
 def _check(fn: Callable[[Any], Optional[str]], default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A dataclass field with a validator that returns what was expected, or None when fine."""
     if default is dataclasses.MISSING:
@@ -60,7 +65,7 @@ DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUS
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    symbols: Tuple[str, ...] = _check(lambda v: None if v and len(set(v)) == len(v) else "a non-empty list of distinct symbols", DEFAULT_SYMBOLS)
+    symbols: Tuple[str, ...] = _check(_symbols, DEFAULT_SYMBOLS)
     fast_ema_bars: int = _check(_at_least_one, 2)
     slow_ema_bars: int = _check(_at_least_one, 5)
     volatility_window_bars: int = _check(lambda v: None if v >= 2 else "an integer >= 2", 20)
@@ -74,7 +79,7 @@ class StrategyConfig:
 @dataclass(frozen=True)
 class RiskConfig:
     max_concurrent_positions: int = _check(_at_least_one, 5)
-    max_gross_exposure_usdt: float = _check(_positive, 4600.0)
+    max_gross_exposure_usdt: float = _check(_positive, 6000.0)
     per_symbol_cap_usdt: float = _check(_positive, 1800.0)
     min_notional_usdt: float = _check(_non_negative, 750.0)
     max_order_notional_usdt: float = _check(_positive, 2500.0)
@@ -265,4 +270,7 @@ def load_config(path: Optional[str] = None) -> AppConfig:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

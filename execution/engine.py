@@ -15,12 +15,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from execution.config import AppConfig
 from execution.exit_scanner import ExitScanner
-from execution.journal import Journal
-from execution.models import Bar, ExitScanResult, Order, PositionSide, RouteResult, TpSlEntry
+from execution.journal import Journal, iso
+from execution.models import Bar, ExitScanResult, Fill, Order, PositionSide, RouteResult, TpSlEntry
 from execution.order_router import OrderRouter
 from execution.paper_exchange import PaperExchange
 from execution.positions import PositionsLedger, TpSlRegistry, tp_sl_levels
@@ -36,22 +36,30 @@ class RunStats:
     bars: int = 0
     signals: int = 0
     approved: int = 0
-    vetoes: Counter = field(default_factory=Counter)
-    orders_routed: int = 0
-    orders_stuck: int = 0
+    vetoes: Counter = field(default_factory=Counter)  # reason -> count
+    orders_routed: int = 0      # entries and exits handed to the router
+    orders_stuck: int = 0       # orders the router was not driven for (router_stall)
+    twap_orders: int = 0        # routed orders split into more than one slice
+    retries: int = 0            # transient venue rejects the router retried
+    rejected_slices: int = 0    # slices the venue finally refused
     exit_scans: int = 0
     exit_triggers: int = 0
+    exit_triggers_by_reason: Counter = field(default_factory=Counter)  # take_profit | stop_loss -> count
     tp_sl_registered: int = 0
-    tp_sl_dropped: int = 0
-    last_fault_free_bar: Optional[int] = None
+    tp_sl_dropped: int = 0      # registrations lost by the tp_sl_gap fault
 
 
 @dataclass(frozen=True)
 class CycleResult:
+    """What one cycle did (handed to ``RunHooks.on_cycle``); ``exit_scan`` is None when no scan ran."""
+
     index: int
     ts: float
     signals: int
     exit_scan: Optional[ExitScanResult]
+    vetoes: Tuple[str, ...] = ()   # the reason of each vetoed signal, in symbol order
+    orders_routed: int = 0         # entries and exits handed to the router
+    orders_stuck: int = 0          # orders the router was not driven for
 
 
 class Executor:
@@ -80,7 +88,13 @@ class Executor:
             self.stats.orders_stuck += 1
             return None
         self.stats.orders_routed += 1
-        return self.router.route_order(order, price)
+        result = self.router.route_order(order, price)
+        if len(result.slices) > 1:
+            self.stats.twap_orders += 1
+        for s in result.slices:
+            self.stats.retries += s.attempts - 1  # every attempt after the first follows a transient reject
+            self.stats.rejected_slices += int(s.fill is None)
+        return result
 
     def _feed(self, index: int, ts: float, bars: Dict[str, Bar]) -> Dict[str, Bar]:
         if self.scenario.feed_frozen(index) and self._last_bars:
@@ -91,6 +105,8 @@ class Executor:
     def run_cycle(self, index: int, ts: float, bars: Dict[str, Bar]) -> CycleResult:
         """Process one bar for every symbol."""
         self._index = index
+        routed_before, stuck_before = self.stats.orders_routed, self.stats.orders_stuck
+        vetoes: List[str] = []
         bars = self._feed(index, ts, bars)
         self._last_bars = bars
         self.stats.bars += 1
@@ -102,6 +118,7 @@ class Executor:
             scan = self.exits.scan(bars)
             self.stats.exit_scans += 1
             self.stats.exit_triggers += len(scan.triggers)
+            self.stats.exit_triggers_by_reason.update(t.reason for t in scan.triggers)
         signals = 0
         for symbol in self.cfg.strategy.symbols:
             bar = bars.get(symbol)
@@ -115,6 +132,7 @@ class Executor:
             decision = self.risk.check(signal)
             if not decision.approved:
                 self.stats.vetoes[decision.reason] += 1
+                vetoes.append(decision.reason)
                 continue
             self.stats.approved += 1
             order = Order(order_id=f"E{next(self._order_ids):06d}", symbol=symbol, side=signal.side,
@@ -122,9 +140,11 @@ class Executor:
             result = self.dispatch(order, bar.close)
             if result is not None and result.filled_quantity > 0:
                 self._register_tp_sl(symbol, PositionSide.of(signal.side))
-        return CycleResult(index, ts, signals, scan)
+        return CycleResult(index, ts, signals, scan, vetoes=tuple(vetoes),
+                           orders_routed=self.stats.orders_routed - routed_before,
+                           orders_stuck=self.stats.orders_stuck - stuck_before)
 
-    def _on_fill(self, fill) -> None:
+    def _on_fill(self, fill: Fill) -> None:
         pos = self.ledger.apply_fill(fill)
         if fill.reduce_only and pos is None:
             closed_side = PositionSide.LONG if fill.side.value == "sell" else PositionSide.SHORT
@@ -145,8 +165,6 @@ class Executor:
     # -- state ---------------------------------------------------------------------------
     def positions_state(self) -> dict:
         """The ledger and registry as the engine sees them (positions.json)."""
-        from execution.journal import iso
-
         return {
             "written_at": iso(self.clock()),
             "positions": [

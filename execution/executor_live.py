@@ -103,8 +103,8 @@ def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
         raise UsageError(f"executor: --cycles: expected an integer >= 1, got {opts.cycles}")
     if opts.fault_at < 0:
         raise UsageError(f"executor: --fault-at: expected an integer >= 0, got {opts.fault_at}")
-    if opts.bar_interval is not None and not opts.bar_interval > 0:
-        raise UsageError(f"executor: --bar-interval: expected seconds > 0, got {opts.bar_interval}")
+    if opts.bar_interval is not None and not 0 < opts.bar_interval < float("inf"):
+        raise UsageError(f"executor: --bar-interval: expected a finite number of seconds > 0, got {opts.bar_interval}")
     return opts
 
 

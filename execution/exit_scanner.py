@@ -5,6 +5,10 @@ Usage::
     scanner = ExitScanner(ledger, registry, dispatch=executor.dispatch, clock=clock)
     result = scanner.scan(bars)     # ExitScanResult: open positions, TP/SL entries, triggers, exposed
 
+A level counts as hit when the bar's close (the price a closing market order fills at on
+the paper venue) has reached it; a wick through a level does not fire, so an exit fills
+at or beyond its level, less the venue's slippage.
+
 ``dispatch(order, price)`` sends a closing order through the router and returns the
 RouteResult, or None when the order could not be routed; a trigger that was not routed
 is not fired again for the same position until it is routed or the position is gone.
@@ -67,15 +71,16 @@ class ExitScanner:
 
 
 def _hit(pos: Position, take_profit: float, stop_loss: float, bar: Bar) -> Optional[Tuple[str, float]]:
-    """Which level the bar touched; the stop wins when both were (the conservative reading)."""
+    """Which level the bar's close (the price a closing market order fills at) has reached."""
+    price = bar.close
     if pos.side is PositionSide.LONG:
-        if bar.low <= stop_loss:
+        if price <= stop_loss:
             return STOP_LOSS, stop_loss
-        if bar.high >= take_profit:
+        if price >= take_profit:
             return TAKE_PROFIT, take_profit
     else:
-        if bar.high >= stop_loss:
+        if price >= stop_loss:
             return STOP_LOSS, stop_loss
-        if bar.low <= take_profit:
+        if price <= take_profit:
             return TAKE_PROFIT, take_profit
     return None

@@ -5,6 +5,8 @@ Usage::
     with Journal("state/journal.jsonl") as journal:
         journal.order(order)
         journal.fill(fill)
+        journal.retry(child, "transient_unavailable", ts)   # a transient reject the router retries
+        journal.reject(slice_result, ts)                     # a slice finally refused
 
 Records carry simulated (or wall) times from the injected clock as ISO-8601 UTC,
 keys sorted, floats as Python's shortest repr: the same run gives the same bytes.
@@ -15,7 +17,7 @@ import json
 from datetime import datetime, timezone
 from typing import IO, Any, Dict, Optional
 
-from execution.models import Fill, Order, SliceResult
+from execution.models import ChildOrder, Fill, Order, SliceResult
 
 
 def iso(ts: float) -> str:
@@ -30,6 +32,7 @@ class Journal:
         self.orders = 0
         self.fills = 0
         self.rejects = 0
+        self.retries = 0
 
     def _write(self, record: Dict[str, Any]) -> None:
         if self._fh is not None:
@@ -48,9 +51,18 @@ class Journal:
                      "price": fill.price, "fee": fill.fee, "reduce_only": fill.reduce_only})
 
     def reject(self, result: SliceResult, ts: float) -> None:
+        """A slice the venue finally refused (not retried)."""
         self.rejects += 1
         self._write({"type": "reject", "ts": iso(ts), "order_id": result.order.order_id, "symbol": result.order.symbol,
-                     "slice_index": result.slice_index, "attempts": result.attempts, "reason": result.reject_reason})
+                     "slice_index": result.slice_index, "attempts": result.attempts, "reason": result.reject_reason,
+                     "retried": False})
+
+    def retry(self, child: ChildOrder, reason: Optional[str], ts: float) -> None:
+        """A transient reject of one attempt, which the router retries."""
+        self.retries += 1
+        self._write({"type": "reject", "ts": iso(ts), "order_id": child.parent_id, "symbol": child.symbol,
+                     "slice_index": child.slice_index, "attempts": child.attempt + 1, "reason": reason,
+                     "retried": True})
 
     def flush(self) -> None:
         if self._fh is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import re
 from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -32,9 +33,17 @@ class DataError(ValueError):
 
 
 class SyntheticFeed:
-    """Deterministic random-walk bars per symbol with trend and chop regimes."""
+    """Deterministic random-walk bars per symbol with trend and chop regimes.
 
-    REGIMES = ("chop", "trend_up", "trend_down")
+    Each symbol has a base volatility; a regime scales it (chop is calm, trends are
+    livelier, a burst is wild) and adds a drift, and lasts ~45 bars on average. So
+    sizes vary over time and every risk check gets something to say.
+    """
+
+    REGIMES = ("chop", "trend_up", "trend_down", "burst")
+    # regime -> (volatility multiplier, drift in units of volatility per bar)
+    _REGIME_SHAPE = {"chop": (0.8, 0.0), "trend_up": (1.1, 0.3), "trend_down": (1.1, -0.3), "burst": (1.9, 0.0)}
+    _REGIME_WEIGHTS = (4, 3, 3, 1)
 
     def __init__(self, symbols: Sequence[str], seed: int, start: float, bar_seconds: int) -> None:
         self.symbols = tuple(symbols)
@@ -47,15 +56,18 @@ class SyntheticFeed:
         for i, sym in enumerate(self.symbols):
             self._price[sym] = _BASE_PRICES.get(sym, 10.0 * (i + 1))
             self._vol[sym] = self._rng.uniform(0.0012, 0.0024)
-            self._regime[sym] = self._rng.choice(self.REGIMES)
+            self._regime[sym] = self._pick_regime()
+
+    def _pick_regime(self) -> str:
+        return self._rng.choices(self.REGIMES, weights=self._REGIME_WEIGHTS)[0]
 
     def _next_bar(self, sym: str, ts: float) -> Bar:
         rng = self._rng
         if rng.random() < 1 / 45:
-            self._regime[sym] = rng.choice(self.REGIMES)
-        regime = self._regime[sym]
-        vol = self._vol[sym]
-        drift = {"chop": 0.0, "trend_up": 0.3 * vol, "trend_down": -0.3 * vol}[regime]
+            self._regime[sym] = self._pick_regime()
+        scale, drift_per_vol = self._REGIME_SHAPE[self._regime[sym]]
+        vol = self._vol[sym] * scale
+        drift = drift_per_vol * vol
         o = self._price[sym]
         c = o * math.exp(drift + rng.gauss(0.0, vol))
         h = max(o, c) * (1 + abs(rng.gauss(0.0, vol * 0.6)))
@@ -88,7 +100,9 @@ def parse_ts(text: str) -> float:
 def load_csv(path: str) -> List[Step]:
     """Read OHLCV rows ``ts,symbol,open,high,low,close,volume`` into time-ordered steps."""
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        # utf-8-sig tolerates a spreadsheet's BOM; undecodable bytes are kept as surrogates
+        # and reported with their line number (a decode error would name the buffer, not the line)
+        fh = open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     by_ts: Dict[float, Dict[str, Bar]] = {}
@@ -96,23 +110,24 @@ def load_csv(path: str) -> List[Step]:
         reader = csv.reader(fh)
         try:
             header = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise DataError(f"{path}:1: unreadable header ({exc})") from None
         if header is None:
             raise DataError(f"{path}: empty file, expected a header {','.join(CSV_COLUMNS)}")
+        _check_text(header, path, 1)
         if tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
             raise DataError(f"{path}:1: expected header {','.join(CSV_COLUMNS)}, got {','.join(header)}")
-        line = 1
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 break
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}:{line + 1}: unreadable row ({exc})") from None
+            except csv.Error as exc:
+                raise DataError(f"{path}:{reader.line_num}: unreadable row ({exc})") from None
             line = reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
+            _check_text(row, path, line)
             bar = _parse_row(row, path, line)
             bars = by_ts.setdefault(bar.ts, {})
             if bar.symbol in bars:
@@ -123,6 +138,14 @@ def load_csv(path: str) -> List[Step]:
     return [(ts, by_ts[ts]) for ts in sorted(by_ts)]
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _check_text(row: List[str], path: str, line: int) -> None:
+    if any(_UNDECODABLE.search(cell) for cell in row):
+        raise DataError(f"{path}:{line}: unreadable row (not UTF-8 text)")
+
+
 def _parse_row(row: List[str], path: str, line: int) -> Bar:
     if len(row) != len(CSV_COLUMNS):
         raise DataError(f"{path}:{line}: expected {len(CSV_COLUMNS)} columns ({','.join(CSV_COLUMNS)}), got {len(row)}")
@@ -131,8 +154,8 @@ def _parse_row(row: List[str], path: str, line: int) -> Bar:
     except ValueError:
         raise DataError(f"{path}:{line}: ts: expected an ISO-8601 time or Unix seconds, got {row[0]!r}") from None
     symbol = row[1].strip()
-    if not symbol:
-        raise DataError(f"{path}:{line}: symbol: expected a non-empty symbol")
+    if not symbol or not symbol.isprintable() or any(c.isspace() for c in symbol):
+        raise DataError(f"{path}:{line}: symbol: expected a non-empty symbol without spaces, got {row[1]!r}")
     values = []
     for name, text in zip(CSV_COLUMNS[2:], row[2:]):
         try:

@@ -59,3 +59,4 @@ class OrderRouter:
                 rejected = SliceResult(order, slice_index, quantity, None, attempts, result.reject_reason)
                 self.journal.reject(rejected, self.clock())
                 return rejected
+            self.journal.retry(child, result.reject_reason, self.clock())

@@ -53,7 +53,7 @@ class PositionsLedger:
         sign = 1.0 if pos.side is PositionSide.LONG else -1.0
         self._book(fill.ts, sign * (fill.price - pos.entry_price) * qty - fill.fee)
         remaining = pos.quantity - qty
-        if remaining <= 1e-12:
+        if remaining <= pos.quantity * 1e-9:  # float dust left by slicing closes the position
             del self._positions[key]
             self.last_exit_ts[fill.symbol] = fill.ts
             return None

@@ -2,10 +2,13 @@
 
 Usage::
 
-    risk = RiskEngine(cfg.risk, ledger, clock)
+    risk = RiskEngine(cfg.risk, cfg.strategy, ledger, clock)
     decision = risk.check(signal)          # RiskDecision(approved=..., reason="per_symbol_cap", ...)
 
 A denial is a value, never an exception. Reason codes are the constants below.
+Positions are in hedge mode (one long and one short per symbol at most):
+``already_in_position`` means a position on the signal's own side, while
+``per_symbol_cap`` bounds both sides of a symbol together.
 """
 from __future__ import annotations
 
@@ -57,9 +60,9 @@ class RiskEngine:
         return RiskDecision(signal, True, qty, notional)
 
     def _position(self, s: Signal, notional: float):
-        for side in PositionSide:
-            if self.ledger.get(s.symbol, side) is not None:
-                return ALREADY_IN_POSITION, f"{ALREADY_IN_POSITION}: symbol={s.symbol} side={side.value}"
+        side = PositionSide.of(s.side)
+        if self.ledger.get(s.symbol, side) is not None:
+            return ALREADY_IN_POSITION, f"{ALREADY_IN_POSITION}: symbol={s.symbol} side={side.value}"
         return None
 
     def _cooldown(self, s: Signal, notional: float):

@@ -28,7 +28,8 @@ class _SymbolState:
 
 
 class SignalGenerator:
-    """Emits a Signal when the fast EMA crosses the slow one and volatility is high enough."""
+    """Emits a Signal when the fast EMA crosses the slow one on a bar whose close moved,
+    and recent volatility (stdev of log returns) is at least ``min_volatility``."""
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
@@ -42,8 +43,9 @@ class SignalGenerator:
         if st is None:
             st = self._state[bar.symbol] = _SymbolState(self.cfg.volatility_window_bars)
         close = bar.close
-        if st.last_close is not None and st.last_close > 0:
-            st.returns.append(math.log(close / st.last_close))
+        prev_close = st.last_close
+        if prev_close is not None and prev_close > 0:
+            st.returns.append(math.log(close / prev_close))
         st.last_close = close
         st.fast = close if st.fast is None else st.fast + self._alpha_fast * (close - st.fast)
         st.slow = close if st.slow is None else st.slow + self._alpha_slow * (close - st.slow)
@@ -55,6 +57,8 @@ class SignalGenerator:
         crossed_up = prev <= 0 < diff
         crossed_down = prev >= 0 > diff
         if not (crossed_up or crossed_down):
+            return None
+        if close == prev_close:  # a cross from EMA lag alone, on a bar that did not move: no new information
             return None
         vol = _stdev(st.returns)
         if vol < self.cfg.min_volatility:
