@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -81,13 +81,23 @@ def _env_true(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() == "true"
 
 
-def _resource(service_name: str, instance_id: str, environment: str) -> Resource:
-    attrs = {"service.name": service_name, "service.instance.id": instance_id, "deployment.environment": environment}
-    from_env = OTELResourceDetector().detect()
-    if os.environ.get("OTEL_SERVICE_NAME"):
-        attrs["service.name"] = os.environ["OTEL_SERVICE_NAME"]
-    # The environment (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) wins over code defaults.
-    return Resource.create(attrs).merge(from_env)
+def _resource(service_name: str, instance_id: str, environment: str, env: Mapping[str, str]) -> Resource:
+    """Our attributes, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` from ``env``."""
+    attrs: Dict[str, Any] = {"service.name": service_name, "service.instance.id": instance_id,
+                             "deployment.environment": environment}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            from urllib.parse import unquote
+
+            attrs[key.strip()] = unquote(value.strip())
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
+    # Built from ``env`` alone (Resource.create would also read os.environ).
+    return Resource({"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
+                     "telemetry.sdk.version": sdk_version, **attrs})
 
 
 def _otlp_span_exporter(env: Mapping[str, str]):
@@ -96,7 +106,7 @@ def _otlp_span_exporter(env: Mapping[str, str]):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
+    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol))
 
 
 def _otlp_metric_exporter(env: Mapping[str, str]):
@@ -105,7 +115,18 @@ def _otlp_metric_exporter(env: Mapping[str, str]):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter()
+    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol))
+
+
+def _otlp_endpoint(env: Mapping[str, str], signal: str, protocol: str) -> Optional[str]:
+    """The endpoint ``env`` names for ``signal`` (the exporters on their own read only ``os.environ``)."""
+    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    if specific:
+        return specific
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base and protocol.strip().lower() != "grpc":  # OTLP/HTTP: the base URL plus the signal's path
+        return f"{base.rstrip('/')}/v1/{signal.lower()}"
+    return base or None
 
 
 def _has_endpoint(env: Mapping[str, str], signal: str) -> bool:
@@ -141,7 +162,11 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
             _current = Telemetry(False, clock, state, reader, service)
             return _current
 
-        resource = _resource(name, instance_id, deployment_environment)
+        resource = _resource(name, instance_id, deployment_environment, env)
+        # The state file's service block says what the exported resource says.
+        service.update(name=resource.attributes.get("service.name", name),
+                       instance_id=resource.attributes.get("service.instance.id", instance_id),
+                       environment=resource.attributes.get("deployment.environment", deployment_environment))
         exporters: List[str] = []
         auto = ExecutionInstrumentor()
         if auto.is_instrumented_by_opentelemetry:
@@ -239,8 +264,17 @@ def get_telemetry() -> Telemetry:
         return _current
 
 
+def _restore(t: Telemetry) -> None:
+    """Unpatch the engine and stop the instruments reporting ``t.state``."""
+    if t.instrumented:
+        inst = ExecutionInstrumentor()
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
+    unbind_instruments(t.state)
+
+
 def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
-    """Restore the engine, flush and stop exporters; never takes longer than ``timeout_millis``.
+    """Flush and stop exporters, then restore the engine; never takes longer than ``timeout_millis``.
 
     Returns True when everything flushed in time. Idempotent.
     """
@@ -249,12 +283,8 @@ def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
         t, _current = _current, None
     if t is None:
         return True
-    if t.instrumented:
-        inst = ExecutionInstrumentor()
-        if inst.is_instrumented_by_opentelemetry:
-            inst.uninstrument()
-    unbind_instruments(t.state)
     if not t.enabled:
+        _restore(t)
         return True
 
     def _stop() -> None:
@@ -276,6 +306,9 @@ def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
     worker = threading.Thread(target=_stop, name="otel_diag-shutdown", daemon=True)
     worker.start()
     worker.join(timeout_millis / 1000.0)
+    # Unpatch and unbind only now: the readers' last collection (the final OTLP export of a
+    # PeriodicExportingMetricReader happens inside MeterProvider.shutdown) must still see the state.
+    _restore(t)
     if worker.is_alive():
         _logger.warning("otel_diag: exporters did not flush within %.1f s; telemetry of the last moments is lost",
                         timeout_millis / 1000.0)

@@ -1,0 +1,140 @@
+"""Real wire, Prometheus: a real Prometheus server scrapes the executor and alerts from the generated rules.
+
+The executor serves its metrics on 127.0.0.1 (``telemetry.prometheus_port``); Prometheus
+(Debian's package) runs on loopback with a 1 s scrape and evaluation interval and the rules
+``otel-diag rules`` derives from a small-threshold config. The router_stall scenario at
+realtime pace must page for the router and not for the signals, which keep flowing.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Set
+
+import pytest
+import yaml
+
+from tests.integration.wire_helpers import (LOOPBACK, PrometheusServer, clean_env, free_port, prometheus_binary,
+                                            stop_process, wait_until)
+
+pytestmark = pytest.mark.prometheus
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config" / "strategy_config.json"
+THRESHOLDS = {  # seconds: small enough for a test, large enough for a busy machine
+    "max_idle_signals_seconds": 3,
+    "max_idle_orders_seconds": 3,
+    "max_idle_router_events_seconds": 3,
+    "max_idle_exits_seconds": 60,
+    "max_idle_exit_scans_seconds": 3,
+}
+BAR_INTERVAL = 0.2  # wall seconds a bar
+FAULT_AT = 10  # the router stalls from bar 10 (2 s in); the last router event is bar 8 with seed 7
+CYCLES = 300  # 60 s at most; the test stops the executor as soon as it has seen enough
+ALERT_TIMEOUT_S = 60
+OBSERVE_AFTER_FIRING_S = 3  # keep watching a few more evaluations for a wrongly firing signal alert
+ROUTER_ALERT, SIGNAL_ALERT = "TradingIdleRouter", "TradingIdleSignals"
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> str:
+    path = prometheus_binary()
+    if path is None:
+        pytest.fail("prometheus is not installed: `make setup` installs Debian's prometheus package")
+    return path
+
+
+def _small_threshold_config(tmp: Path, port: int) -> Path:
+    cfg = json.loads(CONFIG.read_text(encoding="utf-8"))
+    cfg["telemetry"]["prometheus_port"] = port
+    cfg["telemetry"]["prometheus_host"] = LOOPBACK
+    cfg["diagnostics"]["liveness"].update(enabled=True, **THRESHOLDS)
+    path = tmp / "strategy_config.json"
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return path
+
+
+def _generate_rules(config: Path, out: Path) -> Dict[str, Dict[str, Any]]:
+    result = subprocess.run([sys.executable, "-m", "otel_diag", "rules", "--config", str(config), "--for", "0s",
+                             "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"otel-diag rules failed:\n{result.stdout}{result.stderr}"
+    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
+    return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+def _active(alerts: List[Dict[str, Any]], name: str, state: str = "") -> List[Dict[str, Any]]:
+    return [a for a in alerts if a["labels"].get("alertname") == name and (not state or a["state"] == state)]
+
+
+def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_does_not(tmp_path, prometheus):
+    exporter_port = free_port()
+    config = _small_threshold_config(tmp_path, exporter_port)
+    rules = _generate_rules(config, tmp_path / "liveness_rules.yml")
+    assert 'trading_event="router"} > 3' in rules[ROUTER_ALERT]["expr"]
+    assert 'trading_event="signal"} > 3' in rules[SIGNAL_ALERT]["expr"]
+
+    target = f"{LOOPBACK}:{exporter_port}"
+    prom = PrometheusServer(tmp_path / "prometheus", targets=[target], rule_files=[tmp_path / "liveness_rules.yml"],
+                            scrape_interval="1s", evaluation_interval="1s", binary=prometheus)
+    executor = None
+    executor_log = tmp_path / "executor.log"
+    seen: Dict[str, Set[str]] = {}  # alertname -> states it was ever seen in
+    try:
+        prom.start()
+        loaded = {r["name"] for g in prom.api("rules")["groups"] for r in g["rules"]}
+        assert {ROUTER_ALERT, SIGNAL_ALERT} <= loaded, f"Prometheus did not load the rules: {sorted(loaded)}"
+
+        with open(executor_log, "wb") as log:
+            executor = subprocess.Popen(
+                [sys.executable, "-m", "execution", "--config", str(config), "--state-dir", str(tmp_path / "state"),
+                 "--scenario", "router_stall", "--fault-at", str(FAULT_AT), "--pace", "realtime",
+                 "--bar-interval", str(BAR_INTERVAL), "--cycles", str(CYCLES)],
+                cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+
+        def observe() -> List[Dict[str, Any]]:
+            if executor.poll() is not None:
+                pytest.fail(f"the executor ended early ({executor.returncode}):\n{executor_log.read_text()}")
+            alerts = prom.alerts()
+            for a in alerts:
+                seen.setdefault(a["labels"]["alertname"], set()).add(a["state"])
+            return alerts
+
+        up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
+        assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
+
+        firing = wait_until(lambda: _active(observe(), ROUTER_ALERT, "firing"), ALERT_TIMEOUT_S, 0.5)
+        assert firing, (f"{ROUTER_ALERT} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
+                        f"{prom.query('time() - trading_last_event_time_seconds')}")
+        deadline = time.monotonic() + OBSERVE_AFTER_FIRING_S
+        final = observe()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            final = observe()
+
+        alert = firing[0]
+        assert alert["labels"]["trading_event"] == "router"
+        assert alert["labels"]["instance"] == target and alert["labels"]["job"] == "executor"
+        assert alert["labels"]["severity"] == "warning"
+        assert float(alert["value"]) > THRESHOLDS["max_idle_router_events_seconds"]
+        assert SIGNAL_ALERT not in seen, f"signals kept flowing, yet {SIGNAL_ALERT} was {seen[SIGNAL_ALERT]}"
+        # Before the executor served its first scrape, absent() made the *Missing alerts pending (by design);
+        # once the series exist they must clear.
+        for name in ("TradingSignalsMissing", "TradingRouterMissing"):
+            assert not _active(final, name), f"{name} still active although the series is scraped: {_active(final, name)}"
+        idle = {r["metric"]["trading_event"]: float(r["value"][1])
+                for r in prom.query(f'time() - trading_last_event_time_seconds{{instance="{target}"}}')}
+        assert idle["router"] > THRESHOLDS["max_idle_router_events_seconds"]
+        assert idle["signal"] < THRESHOLDS["max_idle_signals_seconds"]
+        assert idle["exit_scan"] < THRESHOLDS["max_idle_exit_scans_seconds"]
+    finally:
+        code = stop_process(executor)
+        prom.stop()
+    assert code == 0, f"SIGTERM must end the executor cleanly:\n{executor_log.read_text()}"
+
+    # The in-process block, published at shutdown, agrees with the backend.
+    liveness = json.loads((tmp_path / "state" / "diagnostics.json").read_text())["runtime_diagnostics"]["liveness"]
+    assert liveness["idle_router"] is True
+    assert liveness["idle_signals"] is False
