@@ -36,6 +36,9 @@ from otel_diag.wrappers import ACTIVE, Binding, make_wrapper
 
 _logger = logging.getLogger(__name__)
 
+# wrapt 2 splits the proxy classes: FunctionWrapper derives from BaseObjectProxy, not ObjectProxy.
+_PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+
 # One StateCell per MeterProvider: instruments are created once per provider (the SDK keeps the
 # first instrument of a name), and re-instrumenting only points the cell at the new state.
 _CELLS: "weakref.WeakKeyDictionary[Any, StateCell]" = weakref.WeakKeyDictionary()
@@ -96,7 +99,7 @@ class ExecutionInstrumentor(BaseInstrumentor):
             try:
                 owner, attr = _owner(module, target.name)
                 current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
-                if isinstance(current, wrapt.ObjectProxy):
+                if isinstance(current, _PROXY):
                     return  # already patched
                 wrapt.wrap_function_wrapper(owner, attr, make_wrapper(target.spec, ACTIVE))
                 self._wrapped.append((owner, attr))
@@ -123,7 +126,7 @@ class ExecutionInstrumentor(BaseInstrumentor):
             if module is None:
                 continue
             owner, attr = _owner(module, target.name)
-            if isinstance(owner.__dict__.get(attr), wrapt.ObjectProxy):
+            if isinstance(owner.__dict__.get(attr), _PROXY):
                 found.append(f"{target.module}.{target.name}")
         return found
 

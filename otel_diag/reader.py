@@ -175,17 +175,24 @@ class DiagnosticsMetricReader(MetricReader):
         self._lock = threading.Lock()
         self._latest = DerivedMetrics()
         self._shutdown = False
+        self._received = False
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         extras = self.extras() if self.extras is not None else None
         derived = derive(metrics_data, self.scope_name, extras)
+        self._received = True
         with self._lock:
             self._latest = derived
 
     def snapshot(self, timeout_millis: float = 10_000) -> DerivedMetrics:
         """Collect now and return the derived view (the last good one if collection is impossible)."""
         if not self._shutdown:
+            self._received = False
             self.collect(timeout_millis=timeout_millis)
+            if not self._received and self._collect is not None:  # the SDK skips the hook when no point exists
+                empty = derive(None, self.scope_name, self.extras() if self.extras is not None else None)
+                with self._lock:
+                    self._latest = empty
         with self._lock:
             return self._latest
 

@@ -42,6 +42,9 @@ from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC, EventState
 _logger = logging.getLogger("otel_diag")
 
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5_000
+# Seconds one OTLP export request may take (the SDK's default is 10). No longer than the default
+# shutdown bound: a request to a hung collector then never outlives a shutdown by more than that.
+DEFAULT_EXPORT_TIMEOUT_SECONDS = 5.0
 DEFAULT_PROMETHEUS_HOST = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT = 9464
 
@@ -63,9 +66,12 @@ class Telemetry:
     prometheus_address: Optional[tuple] = None
     _owned_tracer_provider: bool = False
     _prometheus_server: Any = None
+    _otlp_exporters: List[Any] = field(default_factory=list)  # aborted when shutdown runs out of time
 
     def snapshot(self) -> DerivedMetrics:
-        """Collect now and return what the metric points say."""
+        """Collect now and return what the metric points say (nothing when telemetry is disabled)."""
+        if not self.enabled:
+            return DerivedMetrics()
         return self.reader.snapshot()
 
 
@@ -100,13 +106,36 @@ def _resource(service_name: str, instance_id: str, environment: str, env: Mappin
                      "telemetry.sdk.version": sdk_version, **attrs})
 
 
+def _sampler(env: Mapping[str, str]):
+    """The sampler ``OTEL_TRACES_SAMPLER`` / ``…_ARG`` in ``env`` names (the SDK would read os.environ)."""
+    from opentelemetry.sdk.trace import sampling
+
+    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    known = {"always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF,
+             "parentbased_always_on": sampling.DEFAULT_ON, "parentbased_always_off": sampling.DEFAULT_OFF}
+    ratio = {"traceidratio": sampling.TraceIdRatioBased, "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio}
+    if name in known:
+        return known[name]
+    if name in ratio:
+        try:
+            rate = float(env.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(rate)
+        except ValueError:
+            _logger.warning("otel_diag: OTEL_TRACES_SAMPLER_ARG is not a ratio 0..1; sampling everything")
+            rate = 1.0
+        return ratio[name](rate)
+    _logger.warning("otel_diag: unknown OTEL_TRACES_SAMPLER %r; using parentbased_always_on", name)
+    return sampling.DEFAULT_ON
+
+
 def _otlp_span_exporter(env: Mapping[str, str]):
     protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
     if protocol.strip().lower() == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol))
+    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol), timeout=_export_timeout(env, "TRACES"))
 
 
 def _otlp_metric_exporter(env: Mapping[str, str]):
@@ -115,7 +144,24 @@ def _otlp_metric_exporter(env: Mapping[str, str]):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol))
+    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol), timeout=_export_timeout(env, "METRICS"))
+
+
+def _export_timeout(env: Mapping[str, str], signal: str) -> float:
+    """Seconds per export request: ``OTEL_EXPORTER_OTLP_[<signal>_]TIMEOUT`` from ``env`` (seconds, as the
+    Python exporters read it), else :data:`DEFAULT_EXPORT_TIMEOUT_SECONDS`; a bad value warns."""
+    raw = env.get(f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if not raw:
+        return DEFAULT_EXPORT_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds != float("inf")):
+        _logger.warning("otel_diag: OTLP timeout %r is not a number of seconds > 0; using %.0f s",
+                        raw, DEFAULT_EXPORT_TIMEOUT_SECONDS)
+        return DEFAULT_EXPORT_TIMEOUT_SECONDS
+    return seconds
 
 
 def _otlp_endpoint(env: Mapping[str, str], signal: str, protocol: str) -> Optional[str]:
@@ -177,10 +223,12 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         external_mp = global_mp if isinstance(global_mp, MeterProvider) else None
 
         processors: List[SpanProcessor] = list(span_processors)
+        otlp_exporters: List[Any] = []
         traces_exporters = _env_list(env, "OTEL_TRACES_EXPORTER", "otlp")
         if external_tp is None and "none" not in traces_exporters:
             if "otlp" in traces_exporters and _has_endpoint(env, "TRACES"):
-                processors.append(BatchSpanProcessor(_otlp_span_exporter(env)))
+                otlp_exporters.append(_otlp_span_exporter(env))
+                processors.append(BatchSpanProcessor(otlp_exporters[-1]))
                 exporters.append("otlp-traces")
             if "console" in traces_exporters:
                 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -193,7 +241,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         owned_tp = False
         if tracing:
             if processors or external_tp is None:
-                tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+                tracer_provider = TracerProvider(resource=resource, sampler=_sampler(env), shutdown_on_exit=False)
                 owned_tp = True
                 for p in processors:
                     tracer_provider.add_span_processor(p)
@@ -204,7 +252,8 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         readers: List[MetricReader] = [reader, *metric_readers]
         metrics_exporters = _env_list(env, "OTEL_METRICS_EXPORTER", "otlp")
         if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _has_endpoint(env, "METRICS"):
-            readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(env)))
+            otlp_exporters.append(_otlp_metric_exporter(env))
+            readers.append(PeriodicExportingMetricReader(otlp_exporters[-1]))
             exporters.append("otlp-metrics")
         prom_server = prom_address = None
         if prometheus_port is None and "prometheus" in metrics_exporters:
@@ -225,7 +274,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         else:
             bind_instruments(meter_providers, state)
         _current = Telemetry(True, clock, state, reader, service, tracer_provider, meter_provider, bool(tracing),
-                             instrumented, exporters, prom_address, owned_tp, prom_server)
+                             instrumented, exporters, prom_address, owned_tp, prom_server, otlp_exporters)
         return _current
 
 
@@ -287,30 +336,39 @@ def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
         _restore(t)
         return True
 
-    def _stop() -> None:
-        try:
-            if t._owned_tracer_provider and t.tracer_provider is not None:
-                t.tracer_provider.shutdown()
-            if t.meter_provider is not None:
-                t.meter_provider.shutdown(timeout_millis=timeout_millis)
-        except Exception:
-            _logger.warning("otel_diag: shutdown of an exporter failed", exc_info=True)
-        finally:
-            if t._prometheus_server is not None:
-                try:
-                    t._prometheus_server.shutdown()
-                    t._prometheus_server.server_close()
-                except Exception:
-                    _logger.warning("otel_diag: stopping the Prometheus endpoint failed", exc_info=True)
-
-    worker = threading.Thread(target=_stop, name="otel_diag-shutdown", daemon=True)
-    worker.start()
-    worker.join(timeout_millis / 1000.0)
+    # Traces, metrics and the Prometheus endpoint stop side by side against one deadline: a
+    # collector that hangs the span flush cannot keep the metric reader or the endpoint running.
+    deadline = time.monotonic() + timeout_millis / 1000.0
+    stops: List[Callable[[], None]] = []
+    if t._owned_tracer_provider and t.tracer_provider is not None:
+        stops.append(t.tracer_provider.shutdown)
+    if t.meter_provider is not None:
+        stops.append(lambda: t.meter_provider.shutdown(timeout_millis=timeout_millis))
+    if t._prometheus_server is not None:
+        stops.append(lambda: (t._prometheus_server.shutdown(), t._prometheus_server.server_close()))
+    workers = [threading.Thread(target=_stop_quietly, args=(stop,), name="otel_diag-shutdown", daemon=True)
+               for stop in stops]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
     # Unpatch and unbind only now: the readers' last collection (the final OTLP export of a
     # PeriodicExportingMetricReader happens inside MeterProvider.shutdown) must still see the state.
     _restore(t)
-    if worker.is_alive():
+    if any(worker.is_alive() for worker in workers):
+        # Out of time (a collector refusing, hung or absent): abort the OTLP exporters so their
+        # retry waits end now and the batches left are dropped, rather than retried for many
+        # seconds by threads that outlive this call.
+        for exporter in t._otlp_exporters:
+            _stop_quietly(exporter.shutdown)
         _logger.warning("otel_diag: exporters did not flush within %.1f s; telemetry of the last moments is lost",
                         timeout_millis / 1000.0)
         return False
     return True
+
+
+def _stop_quietly(stop: Callable[[], Any]) -> None:
+    try:
+        stop()
+    except Exception:
+        _logger.warning("otel_diag: stopping an exporter or the Prometheus endpoint failed", exc_info=True)
