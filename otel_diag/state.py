@@ -12,14 +12,19 @@ one counter series increment and one last-event time, under one lock.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from otel_diag._log import RateLimitedLog
 from otel_diag.semconv import ATTR_OVERFLOW
+
+_log = RateLimitedLog(logging.getLogger("otel_diag"))
 
 DEFAULT_MAX_SERIES_PER_METRIC = 2000
 _OVERFLOW_ATTRS = {ATTR_OVERFLOW: True}
+_NEVER = float("-inf")
 
 
 class Series:
@@ -65,9 +70,11 @@ class EventState:
         self._series: Dict[Tuple[str, Tuple], Series] = {}
         self._by_metric: Dict[str, List[Series]] = {}
         self._overflowed: Dict[str, bool] = {}
+        self._folded: Dict[str, int] = {}  # metric -> folded keys remembered
         self._last_time: Dict[str, float] = {}
         self._last_trace: Dict[str, int] = {}
-        self.exit_gauges: Optional[ExitGauges] = None
+        self._exit_gauges: Optional[ExitGauges] = None
+        self._exit_source: Optional[Tuple[Callable[[Any], ExitGauges], Any]] = None
 
     # -- binding (once per attribute set; off the hot path after the first call) --------
     def series(self, metric: str, attributes: Optional[Mapping[str, object]] = None) -> Series:
@@ -88,8 +95,12 @@ class EventState:
                 if found is None:
                     found = self._series[overflow_key] = Series(metric, _OVERFLOW_ATTRS)
                     listed.append(found)
-                # Remember the folded key so later calls are one dict lookup.
-                self._series[key] = found
+                # Remember folded keys so later calls are one dict lookup, but no more of them than
+                # live series: unbounded attribute values must not grow this map without bound.
+                folded = self._folded.get(metric, 0)
+                if folded < self.max_series_per_metric:
+                    self._series[key] = found
+                    self._folded[metric] = folded + 1
                 return found
             found = self._series[key] = Series(metric, attributes or {})
             listed.append(found)
@@ -99,20 +110,58 @@ class EventState:
     def hit(self, series: Optional[Series], event: Optional[str], trace_id: int = 0) -> None:
         """Count one event on ``series`` and stamp ``event``'s last time (never backwards)."""
         now = self.clock()
-        with self._lock:
+        # acquire/release rather than ``with``: half the cost, and this runs on every wrapped call.
+        lock = self._lock
+        lock.acquire()
+        try:
             if series is not None:
                 series.value += 1
-            if event is not None and now >= self._last_time.get(event, float("-inf")):
-                self._last_time[event] = now
-                if trace_id:
-                    self._last_trace[event] = trace_id
+            if event is not None:
+                last = self._last_time
+                if now >= last.get(event, _NEVER):
+                    last[event] = now
+                    if trace_id:
+                        self._last_trace[event] = trace_id
+        finally:
+            lock.release()
 
     def stamp(self, event: str, trace_id: int = 0) -> None:
         """Stamp ``event``'s last time without counting a series."""
         self.hit(None, event, trace_id)
 
-    def set_exit_gauges(self, gauges: ExitGauges) -> None:
-        self.exit_gauges = gauges
+    def set_exit_gauges(self, gauges: Optional[ExitGauges]) -> None:
+        with self._lock:
+            self._exit_source = None
+            self._exit_gauges = gauges
+
+    def set_exit_source(self, derive: Callable[[Any], ExitGauges], source: Any) -> None:
+        """Make ``derive(source)`` the exit gauges, computed when first read (at collection), not now.
+
+        ``source`` must be immutable (an ``ExitScanResult`` is): the gauges are then exactly what
+        they would have been if computed at once, and the hot path pays one attribute store.
+        """
+        self._exit_source = (derive, source)
+
+    @property
+    def exit_gauges(self) -> Optional[ExitGauges]:
+        """The exit pipeline as the last exit scan (or ``set_exit_gauges``) saw it; None before any."""
+        pending = self._exit_source
+        if pending is None:
+            return self._exit_gauges
+        try:
+            gauges = pending[0](pending[1])
+        except Exception:
+            _log.exception("exit-gauges", "otel_diag: deriving the exit gauges failed; keeping the previous ones")
+            gauges = self._exit_gauges
+        with self._lock:
+            if self._exit_source is pending:  # unless a newer scan arrived meanwhile, remember them
+                self._exit_source = None
+                self._exit_gauges = gauges
+        return gauges
+
+    @exit_gauges.setter
+    def exit_gauges(self, gauges: Optional[ExitGauges]) -> None:
+        self.set_exit_gauges(gauges)
 
     # -- collection-time reads -------------------------------------------------------------
     def counter_points(self, metric: str) -> List[Tuple[int, Dict[str, object]]]:
@@ -138,7 +187,9 @@ class EventState:
             self._series.clear()
             self._by_metric.clear()
             self._overflowed.clear()
+            self._folded.clear()
             self._last_time.clear()
             self._last_trace.clear()
-            self.exit_gauges = None
+            self._exit_gauges = None
+            self._exit_source = None
 

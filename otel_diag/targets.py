@@ -25,7 +25,7 @@ def _annotate_cycle(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 # -- signal.generate -------------------------------------------------------------------
 def _record_signal(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     if result is not None and result is not _MISSING:
-        b.state.hit(b.signals.get(result.symbol), sc.EVENT_SIGNAL, trace_id)
+        b.state.hit(b.signals[result.symbol], sc.EVENT_SIGNAL, trace_id)
 
 
 def _annotate_signal(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -38,8 +38,8 @@ def _annotate_signal(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 # -- risk.check ------------------------------------------------------------------------
 def _record_risk(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     if result is not _MISSING and not result.approved:
-        series = b.vetoes.get((result.reason, result.symbol))
-        b.state.hit(series, sc.EVENT_VETO, trace_id)
+        # result.signal.symbol is what the RiskDecision.symbol property returns, without the property call.
+        b.state.hit(b.vetoes[result.reason, result.signal.symbol], sc.EVENT_VETO, trace_id)
 
 
 def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -56,8 +56,8 @@ def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 def _record_route(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     order = _arg(args, kwargs, 0, "order")
     state = b.state
-    state.hit(b.orders.get(order.symbol), sc.EVENT_ORDER, trace_id)
-    state.hit(b.router.get(sc.ROUTER_ROUTE), sc.EVENT_ROUTER, trace_id)
+    state.hit(b.orders[order.symbol], sc.EVENT_ORDER, trace_id)
+    state.hit(b.router[sc.ROUTER_ROUTE], sc.EVENT_ROUTER, trace_id)
 
 
 def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -71,10 +71,10 @@ def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 def _record_slice(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     router = b.router
     state = b.state
-    state.hit(router.get(sc.ROUTER_TWAP_SLICE), sc.EVENT_ROUTER, trace_id)
+    state.hit(router[sc.ROUTER_TWAP_SLICE], sc.EVENT_ROUTER, trace_id)
     if result is not _MISSING:
         outcome = sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT
-        state.hit(router.get(outcome), sc.EVENT_ROUTER, trace_id)
+        state.hit(router[outcome], sc.EVENT_ROUTER, trace_id)
 
 
 def _annotate_slice(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -93,27 +93,37 @@ def _annotate_exchange(span: Any, args: tuple, kwargs: dict, result: Any) -> Non
 
 
 # -- exit.scan -------------------------------------------------------------------------
+def _exit_values(result: Any) -> tuple:
+    """ExitGauges' fields of one ``ExitScanResult``, in field order.
+
+    Keys are built from plain attributes, ``(symbol, side member)``, and turned into
+    ``Position.key``'s ``(symbol, side.value)`` only for the (usually empty) missing and
+    underwater lists: the set algebra is the same, without two property calls per key.
+    """
+    open_keys = {(p.symbol, p.side) for p in result.open_positions}
+    registered = {(e.symbol, e.side) for e in result.tp_sl_entries}
+    missing = open_keys - registered
+    covered = len(open_keys) - len(missing)
+    return (
+        len(open_keys),
+        covered,
+        len(registered - open_keys),
+        covered / len(open_keys) if open_keys else 0.0,
+        tuple(sorted((symbol, side.value) for symbol, side in missing)) if missing else (),
+        tuple(sorted((p.symbol, p.side.value) for p in result.underwater_without_tp_sl)),
+    )
+
+
 def exit_gauges(result: Any) -> ExitGauges:
     """The exit pipeline of one ``ExitScanResult``, keyed by (symbol, side) so hedge mode counts right."""
-    open_keys = {p.key for p in result.open_positions}
-    registered = {e.key for e in result.tp_sl_entries}
-    missing = tuple(sorted(open_keys - registered))
-    covered = len(open_keys & registered)
-    return ExitGauges(
-        open_positions=len(open_keys),
-        tp_sl_registered=covered,
-        tp_sl_orphaned=len(registered - open_keys),
-        coverage=covered / len(open_keys) if open_keys else 0.0,
-        missing=missing,
-        underwater_unprotected=tuple(sorted(p.key for p in result.underwater_without_tp_sl)),
-    )
+    return ExitGauges(*_exit_values(result))
 
 
 def _record_scan(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     state = b.state
-    state.hit(b.exit_scans.get(), sc.EVENT_EXIT_SCAN, trace_id)
+    state.hit(b.exit_scans[()], sc.EVENT_EXIT_SCAN, trace_id)
     if result is not _MISSING:
-        state.set_exit_gauges(exit_gauges(result))
+        state.set_exit_source(exit_gauges, result)  # computed at collection: once a minute, not every scan
 
 
 def _annotate_scan(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -125,7 +135,7 @@ def _annotate_scan(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 # -- exit.trigger ----------------------------------------------------------------------
 def _record_trigger(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     reason = _arg(args, kwargs, 1, "reason")
-    b.state.hit(b.exit_triggers.get(reason), sc.EVENT_EXIT_TRIGGER, trace_id)
+    b.state.hit(b.exit_triggers[reason], sc.EVENT_EXIT_TRIGGER, trace_id)
 
 
 def _annotate_trigger(span: Any, args: tuple, kwargs: dict, result: Any) -> None:

@@ -19,6 +19,7 @@ from the table in :mod:`otel_diag.targets`. Either way the wrapper
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -26,6 +27,7 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF as _ALWAYS_OFF
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_diag import semconv as sc
@@ -34,6 +36,19 @@ from otel_diag.state import EventState, Series
 
 _log = RateLimitedLog(logging.getLogger("otel_diag"))
 _MISSING = object()
+_INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # the SDK then counts dropped spans too
+
+try:  # the two context keys is_instrumentation_enabled() reads: checked on the one context the wrapper reads anyway
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
+    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN as _SUPPRESS_KEY_PLAIN
+
+    def _suppressed(ctx: Any) -> bool:
+        return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_PLAIN))
+except ImportError:  # pragma: no cover - another opentelemetry-instrumentation layout
+    def _suppressed(ctx: Any) -> bool:
+        return not is_instrumentation_enabled()
+
+_MAX_CACHED_KEYS = 100_000  # keys remembered per family; the state's own cap bounds the series
 
 # record(binding, args, kwargs, result, trace_id): count and stamp; result is _MISSING when the call raised.
 Recorder = Callable[["Binding", tuple, dict, Any, int], None]
@@ -41,26 +56,33 @@ Recorder = Callable[["Binding", tuple, dict, Any, int], None]
 Annotator = Callable[[Any, tuple, dict, Any], None]
 
 
-class Family:
-    """The series of one metric keyed by attribute values; each key is bound once, then one dict lookup."""
+class Family(dict):
+    """The series of one metric keyed by attribute values; each key is bound once, then one dict lookup.
 
-    __slots__ = ("state", "metric", "names", "_cache")
+    A dict from key to :class:`~otel_diag.state.Series`: ``family[key]`` is a C-level lookup on the
+    hot path and binds the series on first use (``__missing__``); ``get(key)`` does the same.
+    """
+
+    __slots__ = ("state", "metric", "names")
 
     def __init__(self, state: EventState, metric: str, names: Tuple[str, ...]) -> None:
+        super().__init__()
         self.state = state
         self.metric = metric
         self.names = names
-        self._cache: Dict[Any, Series] = {}
 
-    def get(self, key: Any = ()) -> Series:
-        """The series for ``key`` (one value, or a tuple of values for several attribute names)."""
-        found = self._cache.get(key)
-        if found is None:
-            values = key if isinstance(key, tuple) else (key,)
-            found = self.state.series(self.metric, dict(zip(self.names, values)))
-            if len(self._cache) < 100_000:
-                self._cache[key] = found
+    def __missing__(self, key: Any) -> Series:
+        values = key if isinstance(key, tuple) else (key,)
+        found = self.state.series(self.metric, dict(zip(self.names, values)))
+        # Beyond twice the state's series cap every new key folds into the overflow series anyway:
+        # remembering unbounded values (ids, figures in a reason) would only grow memory.
+        if len(self) < min(_MAX_CACHED_KEYS, 2 * self.state.max_series_per_metric):
+            self[key] = found
         return found
+
+    def get(self, key: Any = ()) -> Series:  # type: ignore[override]
+        """The series for ``key`` (one value, or a tuple of values for several attribute names)."""
+        return self[key]
 
 
 class Binding:
@@ -68,7 +90,7 @@ class Binding:
 
     def __init__(self, state: EventState, tracer: Optional[trace.Tracer]) -> None:
         self.state = state
-        self.tracer = tracer
+        self.tracer = tracer  # sets _span_tracer, what the wrappers read
         self._families: Dict[Tuple[str, Tuple[str, ...]], Family] = {}
         # The engine's families, bound once so the wrappers do one attribute read.
         self.signals = self.family(sc.METRIC_SIGNALS, sc.ATTR_SYMBOL)
@@ -78,12 +100,36 @@ class Binding:
         self.exit_scans = self.family(sc.METRIC_EXIT_SCANS)
         self.exit_triggers = self.family(sc.METRIC_EXIT_TRIGGERS, sc.ATTR_EXIT_REASON)
 
+    @property
+    def tracer(self) -> Optional[trace.Tracer]:
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Optional[trace.Tracer]) -> None:
+        self._tracer = tracer
+        # A tracer whose sampler drops every span whatever the context produces nothing but a
+        # non-recording span (≈ 3 µs of SDK work per call): the wrappers then take the metrics-only path.
+        self._span_tracer = None if tracer is None or never_samples(tracer) else tracer
+
     def family(self, metric: str, *names: str) -> Family:
         key = (metric, names)
         fam = self._families.get(key)
         if fam is None:
             fam = self._families[key] = Family(self.state, metric, names)
         return fam
+
+
+def never_samples(tracer: Any) -> bool:
+    """True when ``tracer`` is an SDK tracer with the static ``ALWAYS_OFF`` sampler (and no SDK self-metrics).
+
+    Such a tracer's spans are never recorded, exported or sampled, in any context: skipping them
+    changes no exported span, metric or recorded trace id. The one difference is inside the call:
+    the ambient context carries no non-recording span, so nothing there can propagate a
+    ``sampled=0`` trace context (the engine reads no OpenTelemetry context; see DESIGN.md rule 1).
+    """
+    if getattr(tracer, "sampler", None) is not _ALWAYS_OFF:
+        return False
+    return os.environ.get(_INTERNAL_METRICS_ENV, "").strip().lower() != "true"
 
 
 class Holder:
@@ -113,19 +159,18 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
     span_name = spec.span_name
     record = spec.record
     annotate = spec.annotate
-
-    def _record(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-        try:
-            record(b, args, kwargs, result, trace_id)
-        except Exception:
-            _log.exception("record:" + span_name, "otel_diag: recording an event failed")
+    record_key = "record:" + span_name
+    span_key = "span:" + span_name
+    error_key = "span-error:" + span_name
+    annotate_key = "annotate:" + span_name
+    end_key = "end:" + span_name
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
         b = holder.binding
         if b is None:
             return wrapped(*args, **kwargs)
-        tracer = b.tracer
-        if tracer is None:  # metrics only: the cheap path
+        tracer = b._span_tracer
+        if tracer is None:  # metrics only (or a sampler that never samples): the cheap path
             if record is None:
                 return wrapped(*args, **kwargs)
             result = _MISSING
@@ -133,14 +178,21 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 result = wrapped(*args, **kwargs)
                 return result
             finally:
-                _record(b, args, kwargs, result, 0)
-        if not is_instrumentation_enabled():
-            return wrapped(*args, **kwargs)
+                try:
+                    record(b, args, kwargs, result, 0)
+                except Exception:
+                    _log.exception(record_key, "otel_diag: recording an event failed")
         try:
-            span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
-            token = otel_context.attach(trace.set_span_in_context(span))
+            # One read of the current context serves the suppression check, the parent and the new context.
+            parent = otel_context.get_current()
+            span = None if _suppressed(parent) else tracer.start_span(span_name, context=parent,
+                                                                      kind=SpanKind.INTERNAL)
+            if span is not None:
+                token = otel_context.attach(trace.set_span_in_context(span, parent))
         except Exception:
-            _log.exception("span:" + span_name, "otel_diag: starting a span failed")
+            _log.exception(span_key, "otel_diag: starting a span failed")
+            return wrapped(*args, **kwargs)
+        if span is None:  # instrumentation suppressed (e.g. inside an exporter)
             return wrapped(*args, **kwargs)
         result = _MISSING
         try:
@@ -152,23 +204,26 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             except Exception:
-                _log.exception("span-error:" + span_name, "otel_diag: recording an exception failed")
+                _log.exception(error_key, "otel_diag: recording an exception failed")
             raise
         finally:
             try:
                 otel_context.detach(token)
-                ctx = span.get_span_context()
                 if record is not None:
-                    _record(b, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
+                    ctx = span.get_span_context()
+                    try:
+                        record(b, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
+                    except Exception:
+                        _log.exception(record_key, "otel_diag: recording an event failed")
                 if annotate is not None and span.is_recording():
                     annotate(span, args, kwargs, result)
             except Exception:
-                _log.exception("annotate:" + span_name, "otel_diag: span attributes failed")
+                _log.exception(annotate_key, "otel_diag: span attributes failed")
             finally:
                 try:
                     span.end()
                 except Exception:
-                    _log.exception("end:" + span_name, "otel_diag: ending a span failed")
+                    _log.exception(end_key, "otel_diag: ending a span failed")
 
     return wrapper
 

@@ -27,6 +27,8 @@ from otel_diag.wrappers import ACTIVE, EventSpec
 
 T0 = 1_767_571_200.0
 ALL_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS]
+# With tracing off, span-only targets (no event to record) are not patched at all.
+METRIC_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS if t.spec.record is not None]
 
 
 def owner_and_attr(target: Target):
@@ -127,8 +129,17 @@ def test_configure_when_called_twice_then_one_layer_of_wrapping(originals):
     otel_diag.configure(env={})
     otel_diag.configure(env={})
 
-    assert ExecutionInstrumentor.patched() == ALL_TARGETS
-    assert all(fn.__wrapped__ is originals[name] for name, fn in engine_functions().items())
+    assert ExecutionInstrumentor.patched() == METRIC_TARGETS
+    wrapped = {name: fn for name, fn in engine_functions().items() if hasattr(fn, "__wrapped__")}
+    assert len(wrapped) == len(METRIC_TARGETS)
+    assert all(fn.__wrapped__ is originals[name] for name, fn in wrapped.items())
+
+
+def test_configure_when_tracing_off_then_span_only_targets_left_unpatched():
+    otel_diag.configure(env={})
+
+    assert "execution.engine.Executor.run_cycle" not in ExecutionInstrumentor.patched()
+    assert "execution.paper_exchange.PaperExchange.place_order" not in ExecutionInstrumentor.patched()
 
 
 def test_instrument_when_patched_then_signatures_names_and_docs_are_the_engines(originals, providers):

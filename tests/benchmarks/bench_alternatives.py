@@ -1,0 +1,144 @@
+"""Benchmark 5: otel_diag against what a user would otherwise write, per vetoed risk check.
+
+Usage::
+
+    rows = run_alternatives(loops=2_000, rounds=31)
+
+Every variant records the same event — a veto of ``per_symbol_cap`` on ``BTCUSDT``: one count
+and the last-event time — timed in the same rounds against the bare call:
+
+- the spec's naive approach: module-level dataclasses, a ``record_veto`` helper stamping
+  ``datetime.now(timezone.utc).isoformat()`` (PATCHSET v7.6 §1–2), written into the engine's code;
+- prometheus_client: ``Counter.labels(reason, symbol).inc()`` plus ``Gauge.labels(event).set(now)``,
+  labels bound on every call, and bound once (children kept);
+- the OpenTelemetry SDK's synchronous instruments: ``Counter.add`` + ``Gauge.set`` with prebuilt attributes;
+- otel_diag, metrics only: the engine untouched, a wrapt patch on ``RiskEngine.check``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Dict, List, Optional
+
+from otel_diag import semconv as sc
+from otel_diag.targets import TARGETS
+from otel_diag.wrappers import ACTIVE, make_wrapper
+from tests.benchmarks.fixtures import SIGNAL, VETO, StubHost, quiet_otel, telemetry_setup, wrapped_host
+from tests.benchmarks.harness import Row, paired_overheads
+
+
+# -- the spec's naive approach -------------------------------------------------------------
+@dataclass
+class NaiveVetoCounters:
+    by_reason: Dict[str, int] = field(default_factory=dict)
+    total_vetoes: int = 0
+    last_veto_ts: Optional[str] = None
+
+
+_veto_counters = NaiveVetoCounters()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def record_veto(reason: str) -> None:
+    _veto_counters.by_reason[reason] = _veto_counters.by_reason.get(reason, 0) + 1
+    _veto_counters.total_vetoes += 1
+    _veto_counters.last_veto_ts = now_iso()
+
+
+class NaiveHost(StubHost):
+    def check(self, signal):
+        decision = VETO
+        if not decision.approved:
+            record_veto(decision.reason)
+        return decision
+
+
+# -- prometheus_client ---------------------------------------------------------------------
+def prometheus_hosts():
+    from prometheus_client import CollectorRegistry, Counter, Gauge
+
+    registry = CollectorRegistry(auto_describe=False)
+    vetoes = Counter("trading_risk_vetoes", "Vetoes", ["reason", "symbol"], registry=registry)
+    last = Gauge("trading_last_event_time_seconds", "Last event", ["event"], registry=registry)
+
+    class PerCall(StubHost):
+        def check(self, signal):
+            decision = VETO
+            if not decision.approved:
+                vetoes.labels(decision.reason, decision.signal.symbol).inc()
+                last.labels("veto").set(time.time())
+            return decision
+
+    bound_veto = vetoes.labels(VETO.reason, SIGNAL.symbol)
+    bound_last = last.labels("veto")
+
+    class Bound(StubHost):
+        def check(self, signal):
+            decision = VETO
+            if not decision.approved:
+                bound_veto.inc()
+                bound_last.set(time.time())
+            return decision
+
+    return PerCall(), Bound(), registry
+
+
+# -- the OTel SDK's synchronous instruments --------------------------------------------------
+def sdk_host():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("bench")
+    counter = meter.create_counter(sc.METRIC_VETOES)
+    gauge = meter.create_gauge(sc.METRIC_LAST_EVENT_TIME)
+    attrs = {sc.ATTR_VETO_REASON: VETO.reason, sc.ATTR_SYMBOL: SIGNAL.symbol}
+    event = {sc.ATTR_EVENT: sc.EVENT_VETO}
+
+    class Sync(StubHost):
+        def check(self, signal):
+            decision = VETO
+            if not decision.approved:
+                counter.add(1, attrs)
+                gauge.set(time.time(), event)
+            return decision
+
+    return Sync(), reader
+
+
+LABELS = {
+    "naive": "the spec's naive globals (`datetime.now(timezone.utc).isoformat()`), in the engine's code",
+    "prom per call": "prometheus_client `Counter.labels(...).inc()` + `Gauge.labels(...).set()`, labels every call",
+    "prom bound": "prometheus_client, children bound once (`child.inc()` + `child.set()`)",
+    "sdk sync": "OTel SDK synchronous `Counter.add` + `Gauge.set` (prebuilt attributes)",
+    "otel_diag": "otel_diag metrics only (wrapt patch, engine untouched)",
+}
+
+
+def run_alternatives(loops: int = 2_000, rounds: int = 31, checked: bool = True) -> List[Row]:
+    spec = next(t.spec for t in TARGETS if t.spec.span_name == sc.SPAN_RISK_CHECK)
+    bare, naive = StubHost(), NaiveHost()
+    per_call, bound, registry = prometheus_hosts()
+    sync, reader = sdk_host()
+    with quiet_otel(), telemetry_setup("metrics only") as telemetry:
+        ours = wrapped_host("check", make_wrapper(spec, ACTIVE))
+        calls = {"bare": lambda: bare.check(SIGNAL), "naive": lambda: naive.check(SIGNAL),
+                 "prom per call": lambda: per_call.check(SIGNAL), "prom bound": lambda: bound.check(SIGNAL),
+                 "sdk sync": lambda: sync.check(SIGNAL), "otel_diag": lambda: ours.check(SIGNAL)}
+        overheads, bare_ns = paired_overheads(calls, "bare", loops=loops, rounds=rounds)
+        counted = telemetry.snapshot().total_vetoes
+    assert counted > 0 and _veto_counters.total_vetoes > 0, "a variant recorded nothing"
+    assert registry.get_sample_value("trading_risk_vetoes_total", {"reason": VETO.reason, "symbol": SIGNAL.symbol}) > 0
+    assert reader.get_metrics_data() is not None
+    naive_ns = overheads["naive"]
+    rows = []
+    for name, label in LABELS.items():
+        rows.append(Row("5 vs. alternatives (one veto: count + last time)", label, "overhead over the bare call",
+                        overheads[name], "ns",
+                        note=(f"{overheads[name] / naive_ns:.2f}× the naive approach" if name != "naive"
+                              else f"bare call {bare_ns:.0f} ns"), key=f"alternatives/{name}"))
+    return rows

@@ -1,0 +1,140 @@
+"""What the benchmarks wrap and configure: stub engine hosts, prebuilt engine results, telemetry set-ups.
+
+Usage::
+
+    with telemetry_setup("metrics only") as telemetry:
+        host = wrapped_host(make_wrapper(spec, ACTIVE))
+        host.check(SIGNAL)
+
+The stub hosts return prebuilt engine values (a vetoed ``RiskDecision``, a ``Signal``, a
+``RouteResult``), so the difference between a stub and its wrapped twin is the wrapper's
+cost alone, whatever the engine's own work costs.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Callable, Dict, Iterator, List, Optional
+
+import wrapt
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+import otel_diag
+from execution.models import (Bar, ExitScanResult, Order, Position, PositionSide, RiskDecision, RouteResult, Side,
+                              Signal, SliceResult, TpSlEntry)
+from otel_diag import semconv as sc
+
+T0 = 1_767_571_200.0
+SYMBOL = "BTCUSDT"
+BAR = Bar(T0, SYMBOL, 100.0, 101.0, 99.0, 100.5, 12.0)
+SIGNAL = Signal(SYMBOL, Side.BUY, 100.5, T0, 1.0, 0.001)
+VETO = RiskDecision(SIGNAL, False, 0.1, 10.05, "per_symbol_cap", "per_symbol_cap: cap=1800.0, notional=1900.0")
+ORDER = Order("E000001", SYMBOL, Side.BUY, 0.1, T0)
+ROUTE = RouteResult(ORDER, (SliceResult(ORDER, 0, 0.1, None, 1, "rejected"),), 0.0)
+_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+_POSITIONS = tuple(Position(s, PositionSide.LONG, 1.0, 100.0, T0, 99.0) for s in _SYMBOLS)
+SCAN = ExitScanResult(T0, _POSITIONS, tuple(TpSlEntry(s, PositionSide.LONG, 101.0, 99.5, T0) for s in _SYMBOLS[:4]),
+                      (), _POSITIONS[4:])
+
+VARIANTS = ("metrics only", "sampler off", "recording span")
+
+
+class StubHost:
+    """The engine's traced methods, answering prebuilt results."""
+
+    def generate(self, bar: Bar) -> Signal:
+        return SIGNAL
+
+    def check(self, signal: Signal) -> RiskDecision:
+        return VETO
+
+    def route_order(self, order: Order, price: Optional[float] = None) -> RouteResult:
+        return ROUTE
+
+    def scan(self, bars: Dict[str, Bar]) -> ExitScanResult:
+        return SCAN
+
+
+# span name -> (host method, one call of it on a host)
+CALLS: Dict[str, tuple] = {
+    sc.SPAN_SIGNAL_GENERATE: ("generate", lambda h: h.generate(BAR)),
+    sc.SPAN_RISK_CHECK: ("check", lambda h: h.check(SIGNAL)),
+    sc.SPAN_ORDER_ROUTE: ("route_order", lambda h: h.route_order(ORDER, 100.5)),
+    sc.SPAN_EXIT_SCAN: ("scan", lambda h: h.scan({})),
+}
+
+
+class EchoHost:
+    """Traced methods that answer what they are handed: one host, any symbol or reason."""
+
+    def generate(self, signal: Signal) -> Signal:
+        return signal
+
+    def check(self, decision: RiskDecision) -> RiskDecision:
+        return decision
+
+
+def wrapped_host(method: str, wrapper: Callable, base: type = StubHost):
+    """A ``base`` whose ``method`` is wrapped by ``wrapper`` exactly as the instrumentor patches a class."""
+    cls = type("Wrapped" + base.__name__, (base,), {method: wrapt.FunctionWrapper(getattr(base, method), wrapper)})
+    return cls()
+
+
+class DropSpanExporter(SpanExporter):
+    """An exporter that accepts and drops spans: the cost of the SDK and the batch queue, no I/O."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans) -> SpanExportResult:
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def quiet_otel() -> Iterator[None]:
+    """Silence the SDK's "Queue full, dropping Span" and similar chatter during measurements."""
+    loggers = [logging.getLogger(n) for n in ("opentelemetry", "otel_diag")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def configure_kwargs(variant: str, processors: List[BatchSpanProcessor]) -> dict:
+    """``otel_diag.configure`` arguments of a variant (no OTLP, no Prometheus: nothing leaves the process)."""
+    if variant == "metrics only":
+        return {"tracing": False, "env": {}}
+    env = {"OTEL_TRACES_SAMPLER": "always_off"} if variant == "sampler off" else {}
+    return {"env": env, "span_processors": processors}
+
+
+@contextlib.contextmanager
+def telemetry_setup(variant: str, clock: Callable[[], float] = time.time,
+                    max_queue_size: int = 2048) -> Iterator["otel_diag.Telemetry"]:
+    """``otel_diag.configure`` for one variant, the engine patched; shut down on exit."""
+    processors = [] if variant == "metrics only" else [
+        BatchSpanProcessor(DropSpanExporter(), max_queue_size=max_queue_size,
+                           max_export_batch_size=min(512, max_queue_size))]
+    telemetry = otel_diag.configure(clock=clock, **configure_kwargs(variant, processors))
+    if variant == "sampler off":
+        sampler = getattr(telemetry.tracer_provider, "sampler", None)
+        assert sampler is ALWAYS_OFF, f"sampler off: the tracer provider samples with {sampler}"
+    try:
+        yield telemetry
+    finally:
+        otel_diag.shutdown()
+
+
+def flush(telemetry: "otel_diag.Telemetry") -> None:
+    if telemetry.tracer_provider is not None:
+        telemetry.tracer_provider.force_flush()
