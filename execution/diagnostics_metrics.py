@@ -109,10 +109,13 @@ class RuntimeDiagnosticsSnapshot:
 
 # -- time ---------------------------------------------------------------------------------
 def to_iso(ts: Optional[float]) -> Optional[str]:
-    """Unix seconds as ISO-8601 UTC (None stays None)."""
+    """Unix seconds as ISO-8601 UTC; None for None and for values off the calendar (NaN, inf, year 10000)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError, OSError):  # NaN, infinities, beyond year 9999: no time to tell
+        return None
 
 
 def now_iso() -> str:
@@ -157,7 +160,7 @@ def _threshold(value: Any) -> Optional[float]:
         return None
     try:
         t = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float, e.g. 10**400
         return None
     if not math.isfinite(t) or t <= 0:
         return None
@@ -167,7 +170,9 @@ def _threshold(value: Any) -> Optional[float]:
 def _now(now: Any) -> datetime:
     parsed = parse_timestamp(now) if now is not None else None
     if parsed is None:
-        parsed = datetime.fromtimestamp(otel_diag.get_telemetry().clock(), timezone.utc)
+        parsed = parse_timestamp(otel_diag.get_telemetry().clock())
+    if parsed is None:  # an engine clock that gives no time on the calendar (NaN, year 10000): wall time
+        parsed = datetime.now(timezone.utc)
     return parsed
 
 

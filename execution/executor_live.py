@@ -219,7 +219,10 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         journal.close()
         from execution.atomic import atomic_write_json
 
-        atomic_write_json(os.path.join(opts.state_dir, "positions.json"), engine.positions_state())
+        try:
+            atomic_write_json(os.path.join(opts.state_dir, "positions.json"), engine.positions_state())
+        except OSError as exc:  # the trades are in the journal; a failing disk must not skip the shutdown below
+            print(f"warning: could not write {os.path.join(opts.state_dir, 'positions.json')}: {exc}", file=sys.stderr)
         if publisher is not None:
             publisher.publish(final=True)
             publisher.close()

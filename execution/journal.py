@@ -14,6 +14,7 @@ keys sorted, floats as Python's shortest repr: the same run gives the same bytes
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from typing import IO, Any, Dict, Optional
 
@@ -25,10 +26,22 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
 
 
+JOURNAL_MODE = 0o644  # like every state file: owner writes, others read, whatever the umask
+
+
+def _open_private(path: str) -> IO[str]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE)
+    try:
+        os.fchmod(fd, JOURNAL_MODE)  # os.open's mode is filtered by the umask only one way; make it exact
+    except OSError:
+        pass
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 class Journal:
     def __init__(self, path: Optional[str]) -> None:
         self.path = path
-        self._fh: Optional[IO[str]] = open(path, "w", encoding="utf-8") if path else None
+        self._fh: Optional[IO[str]] = _open_private(path) if path else None
         self.orders = 0
         self.fills = 0
         self.rejects = 0

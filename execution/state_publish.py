@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from typing import Any, Callable, Dict, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 import otel_diag
 from execution.atomic import atomic_write_json
@@ -82,6 +83,20 @@ def runtime_diagnostics_block(snapshot: RuntimeDiagnosticsSnapshot) -> Dict[str,
     }
 
 
+def _without_credentials(url: Optional[str]) -> Optional[str]:
+    """``url`` without ``user:password@``, query or fragment: diagnostics.json is readable by all (0644).
+
+    The panel only appends ``/trace/<id>`` to it; a URL that does not parse is left out.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    except ValueError:
+        return None
+
+
 def _sorted(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: d[k] for k in sorted(d)}
 
@@ -108,7 +123,8 @@ class DiagnosticsPublisher:
         telemetry = otel_diag.get_telemetry()
         self.service = {**telemetry.service, **(service or {}), "pid": os.getpid(),
                         "publish_interval_seconds": self.interval, "state": "running",
-                        "jaeger_ui_url": os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url}
+                        "jaeger_ui_url": _without_credentials(os.environ.get("JAEGER_UI_URL")
+                                                              or cfg.telemetry.jaeger_ui_url)}
         self.path = os.path.join(state_dir, DIAGNOSTICS_FILE)
         self.positions_path = os.path.join(state_dir, POSITIONS_FILE)
         self._last: Optional[float] = None

@@ -407,7 +407,12 @@ def _parse(data: Any, path: str, now_s: float, max_age_seconds: Optional[float])
 
 
 def _is_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # an int beyond float range: not a duration anyone measured
+        return False
 
 
 def format_age(seconds: Any) -> str:

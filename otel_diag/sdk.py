@@ -47,6 +47,7 @@ DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5_000
 DEFAULT_EXPORT_TIMEOUT_SECONDS = 5.0
 DEFAULT_PROMETHEUS_HOST = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT = 9464
+_SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"  # the SDK's BatchSpanProcessor logs here
 
 
 @dataclass
@@ -135,7 +136,8 @@ def _otlp_span_exporter(env: Mapping[str, str]):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol), timeout=_export_timeout(env, "TRACES"))
+    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol),
+                            timeout=_export_timeout(env, "TRACES"))
 
 
 def _otlp_metric_exporter(env: Mapping[str, str]):
@@ -144,7 +146,8 @@ def _otlp_metric_exporter(env: Mapping[str, str]):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol), timeout=_export_timeout(env, "METRICS"))
+    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol),
+                              timeout=_export_timeout(env, "METRICS"))
 
 
 def _export_timeout(env: Mapping[str, str], signal: str) -> float:
@@ -162,6 +165,19 @@ def _export_timeout(env: Mapping[str, str], signal: str) -> float:
                         raw, DEFAULT_EXPORT_TIMEOUT_SECONDS)
         return DEFAULT_EXPORT_TIMEOUT_SECONDS
     return seconds
+
+
+def _quiet_dropped_span_warnings() -> None:
+    """Unless the application set its level, let the SDK's batch-processor logger pass errors only.
+
+    While a collector is down the queue is full and the processor calls ``warning("Queue full,
+    dropping Span.")`` for every span the trading thread ends: the record is built (≈ 6 µs, caller
+    lookup included) before a filter drops the repeats — most of what a dead collector costs the
+    loop. The OTLP exporter still logs every failed export on its own logger.
+    """
+    logger = logging.getLogger(_SDK_BATCH_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
 
 
 def _otlp_endpoint(env: Mapping[str, str], signal: str, protocol: str) -> Optional[str]:
@@ -228,6 +244,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         if external_tp is None and "none" not in traces_exporters:
             if "otlp" in traces_exporters and _has_endpoint(env, "TRACES"):
                 otlp_exporters.append(_otlp_span_exporter(env))
+                _quiet_dropped_span_warnings()
                 processors.append(BatchSpanProcessor(otlp_exporters[-1]))
                 exporters.append("otlp-traces")
             if "console" in traces_exporters:
@@ -336,14 +353,16 @@ def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
         _restore(t)
         return True
 
-    # Traces, metrics and the Prometheus endpoint stop side by side against one deadline: a
-    # collector that hangs the span flush cannot keep the metric reader or the endpoint running.
+    def _flush() -> None:  # spans first, then the final metric export; one failing does not skip the other
+        if t._owned_tracer_provider and t.tracer_provider is not None:
+            _stop_quietly(t.tracer_provider.shutdown)
+        if t.meter_provider is not None:
+            _stop_quietly(lambda: t.meter_provider.shutdown(timeout_millis=timeout_millis))
+
+    # The flush and the Prometheus endpoint stop side by side against one deadline: a collector
+    # that hangs the flush cannot keep the endpoint listening after this returns.
     deadline = time.monotonic() + timeout_millis / 1000.0
-    stops: List[Callable[[], None]] = []
-    if t._owned_tracer_provider and t.tracer_provider is not None:
-        stops.append(t.tracer_provider.shutdown)
-    if t.meter_provider is not None:
-        stops.append(lambda: t.meter_provider.shutdown(timeout_millis=timeout_millis))
+    stops: List[Callable[[], Any]] = [_flush]
     if t._prometheus_server is not None:
         stops.append(lambda: (t._prometheus_server.shutdown(), t._prometheus_server.server_close()))
     workers = [threading.Thread(target=_stop_quietly, args=(stop,), name="otel_diag-shutdown", daemon=True)
@@ -358,7 +377,7 @@ def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
     if any(worker.is_alive() for worker in workers):
         # Out of time (a collector refusing, hung or absent): abort the OTLP exporters so their
         # retry waits end now and the batches left are dropped, rather than retried for many
-        # seconds by threads that outlive this call.
+        # seconds by threads that outlive this call; the flush then runs to its end at once.
         for exporter in t._otlp_exporters:
             _stop_quietly(exporter.shutdown)
         _logger.warning("otel_diag: exporters did not flush within %.1f s; telemetry of the last moments is lost",
