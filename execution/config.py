@@ -145,6 +145,16 @@ class ExitPipelineConfig:
     enabled: bool = True
 
 
+# liveness key of runtime_diagnostics -> its threshold field below: the one place that maps them
+LIVENESS_THRESHOLD_FIELDS = {
+    "signals": "max_idle_signals_seconds",
+    "orders": "max_idle_orders_seconds",
+    "exits": "max_idle_exits_seconds",
+    "router": "max_idle_router_events_seconds",
+    "exit_scans": "max_idle_exit_scans_seconds",
+}
+
+
 @dataclass(frozen=True)
 class LivenessConfig:
     """The spec's liveness thresholds (seconds); None or 0 disables one check."""

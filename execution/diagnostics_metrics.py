@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import otel_diag
-from execution.config import LivenessConfig
+from execution.config import LIVENESS_THRESHOLD_FIELDS, LivenessConfig
 from otel_diag import semconv as sc
 from otel_diag.reader import DerivedMetrics
 from otel_diag.state import ExitGauges
@@ -39,11 +39,7 @@ __all__ = [
 
 # liveness key -> (threshold attribute on cfg_liveness, idle flag attribute on LivenessAlerts)
 LIVENESS_KEYS: Dict[str, Tuple[str, str]] = {
-    "signals": ("max_idle_signals_seconds", "idle_signals"),
-    "orders": ("max_idle_orders_seconds", "idle_orders"),
-    "exits": ("max_idle_exits_seconds", "idle_exits"),
-    "router": ("max_idle_router_events_seconds", "idle_router"),
-    "exit_scans": ("max_idle_exit_scans_seconds", "idle_exit_scans"),
+    key: (threshold_field, f"idle_{key}") for key, threshold_field in LIVENESS_THRESHOLD_FIELDS.items()
 }
 
 

@@ -41,7 +41,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
 
-from otel_diag import semconv
+from execution.config import LIVENESS_THRESHOLD_FIELDS
+from otel_diag import instruments, semconv
 
 DEFAULT_FOR = "1m"
 GROUP_LIVENESS = "otel-diag-liveness"
@@ -51,25 +52,10 @@ SEVERITY_CRITICAL = "critical"
 INSTANCE_LABELS = ("job", "instance")
 
 # Instrument kinds: counters get ``_total``; everything else in semconv is a gauge.
-COUNTERS = frozenset(
-    {
-        semconv.METRIC_SIGNALS,
-        semconv.METRIC_ORDERS,
-        semconv.METRIC_VETOES,
-        semconv.METRIC_ROUTER_EVENTS,
-        semconv.METRIC_EXIT_SCANS,
-        semconv.METRIC_EXIT_TRIGGERS,
-    }
-)
+COUNTERS = frozenset(name for name, _ in instruments.COUNTERS)
 
-# liveness key (semconv.LIVENESS_EVENTS) -> its LivenessConfig threshold field and alert-name stem
-THRESHOLD_FIELDS = {
-    "signals": "max_idle_signals_seconds",
-    "orders": "max_idle_orders_seconds",
-    "exits": "max_idle_exits_seconds",
-    "router": "max_idle_router_events_seconds",
-    "exit_scans": "max_idle_exit_scans_seconds",
-}
+# liveness key (semconv.LIVENESS_EVENTS) -> its LivenessConfig threshold field
+THRESHOLD_FIELDS = LIVENESS_THRESHOLD_FIELDS
 
 _DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 _DURATION_UNITS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
