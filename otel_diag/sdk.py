@@ -130,24 +130,32 @@ def _sampler(env: Mapping[str, str]):
     return sampling.DEFAULT_ON
 
 
-def _otlp_span_exporter(env: Mapping[str, str]):
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    if protocol.strip().lower() == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter(endpoint=_otlp_endpoint(env, "TRACES", protocol),
-                            timeout=_export_timeout(env, "TRACES"))
+_OTLP_EXPORTERS = {  # (signal, protocol) -> (module, class)
+    ("TRACES", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("TRACES", "http"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("METRICS", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("METRICS", "http"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
 
 
-def _otlp_metric_exporter(env: Mapping[str, str]):
-    protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    if protocol.strip().lower() == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=_otlp_endpoint(env, "METRICS", protocol),
-                              timeout=_export_timeout(env, "METRICS"))
+def _otlp_exporter(env: Mapping[str, str], signal: str):
+    """The OTLP exporter of ``signal`` (``TRACES`` or ``METRICS``) configured from ``env`` alone
+    (the exporters on their own would read endpoint, headers and timeout from os.environ)."""
+    import importlib
+
+    protocol = env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    module, name = _OTLP_EXPORTERS[(signal, "grpc" if protocol.strip().lower() == "grpc" else "http")]
+    exporter_class = getattr(importlib.import_module(module), name)
+    return exporter_class(endpoint=_otlp_endpoint(env, signal, protocol), headers=_otlp_headers(env, signal),
+                          timeout=_export_timeout(env, signal))
+
+
+def _otlp_headers(env: Mapping[str, str], signal: str) -> Optional[Dict[str, str]]:
+    """``OTEL_EXPORTER_OTLP_[<signal>_]HEADERS`` from ``env`` (``k=v,k2=v2``, values URL-encoded)."""
+    from opentelemetry.util.re import parse_env_headers
+
+    raw = env.get(f"OTEL_EXPORTER_OTLP_{signal}_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    return parse_env_headers(raw, liberal=True) if raw else None
 
 
 def _export_timeout(env: Mapping[str, str], signal: str) -> float:
@@ -243,7 +251,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         traces_exporters = _env_list(env, "OTEL_TRACES_EXPORTER", "otlp")
         if external_tp is None and "none" not in traces_exporters:
             if "otlp" in traces_exporters and _has_endpoint(env, "TRACES"):
-                otlp_exporters.append(_otlp_span_exporter(env))
+                otlp_exporters.append(_otlp_exporter(env, "TRACES"))
                 _quiet_dropped_span_warnings()
                 processors.append(BatchSpanProcessor(otlp_exporters[-1]))
                 exporters.append("otlp-traces")
@@ -269,7 +277,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         readers: List[MetricReader] = [reader, *metric_readers]
         metrics_exporters = _env_list(env, "OTEL_METRICS_EXPORTER", "otlp")
         if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _has_endpoint(env, "METRICS"):
-            otlp_exporters.append(_otlp_metric_exporter(env))
+            otlp_exporters.append(_otlp_exporter(env, "METRICS"))
             readers.append(PeriodicExportingMetricReader(otlp_exporters[-1]))
             exporters.append("otlp-metrics")
         prom_server = prom_address = None

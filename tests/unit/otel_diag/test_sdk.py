@@ -251,3 +251,14 @@ def test_shutdown_when_exporter_hangs_then_returns_within_its_bound():
 
     assert flushed is False
     assert elapsed < 0.2 + 0.5
+
+
+def test_configure_when_env_names_otlp_headers_then_exporters_get_them_from_that_env():
+    from otel_diag.sdk import _otlp_headers
+
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20abc,x-team=desk",
+           "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-only=metrics"}
+
+    assert _otlp_headers(env, "TRACES") == {"authorization": "Bearer abc", "x-team": "desk"}
+    assert _otlp_headers(env, "METRICS") == {"x-only": "metrics"}
+    assert _otlp_headers({}, "TRACES") is None
