@@ -197,10 +197,10 @@ def update_exit_pipeline_status(**fields: Any) -> None:
     prev = t.state.exit_gauges or ExitGauges()
     open_n = int(fields.get("open_positions_count", prev.open_positions))
     registered = int(fields.get("tp_sl_registered_count", prev.tp_sl_registered))
-    missing_keys = tuple(tuple(k) for k in fields.get("missing_tp_sl_keys", prev.missing))
-    under_keys = tuple(tuple(k) for k in fields.get("underwater_without_tp_sl_keys", prev.underwater_unprotected))
-    missing_n = fields.get("tp_sl_missing_count")
-    under_n = fields.get("underwater_without_tp_sl_count")
+    missing_keys, missing_n = _keys_and_count(fields, "missing_tp_sl_keys", "tp_sl_missing_count",
+                                              prev.missing, prev.missing_count)
+    under_keys, under_n = _keys_and_count(fields, "underwater_without_tp_sl_keys", "underwater_without_tp_sl_count",
+                                          prev.underwater_unprotected, prev.underwater_count)
     coverage = fields.get("tp_sl_coverage_pct")
     if coverage is None:
         coverage = registered / open_n if open_n > 0 else 0.0
@@ -208,9 +208,17 @@ def update_exit_pipeline_status(**fields: Any) -> None:
         open_positions=open_n, tp_sl_registered=registered,
         tp_sl_orphaned=int(fields.get("tp_sl_orphan_count", prev.tp_sl_orphaned)),
         coverage=float(coverage), missing=missing_keys, underwater_unprotected=under_keys,
-        missing_count=int(missing_n) if missing_n is not None else (None if "missing_tp_sl_keys" in fields else prev.missing_count),
-        underwater_count=int(under_n) if under_n is not None else (None if "underwater_without_tp_sl_keys" in fields else prev.underwater_count),
+        missing_count=missing_n, underwater_count=under_n,
     ))
+
+
+def _keys_and_count(fields: Mapping[str, Any], keys_field: str, count_field: str,
+                    prev_keys: tuple, prev_count: Optional[int]) -> Tuple[tuple, Optional[int]]:
+    """(keys, explicit count) of one exit list: a given count wins; given keys alone mean "count the keys"."""
+    keys = tuple(tuple(k) for k in fields.get(keys_field, prev_keys))
+    if fields.get(count_field) is not None:
+        return keys, int(fields[count_field])
+    return keys, None if keys_field in fields else prev_count
 
 
 # -- evaluation ------------------------------------------------------------------------------

@@ -90,8 +90,8 @@ class ExecutionInstrumentor(BaseInstrumentor):
         ACTIVE.binding = self.binding
         generation = self._generation
         for target in TARGETS:
-            if tracer is None and target.spec.record is None:
-                continue  # a span-only target: with tracing off its wrapper would only cost time
+            if self.binding._span_tracer is None and target.spec.record is None:
+                continue  # a span-only target: with no span ever made, its wrapper would only cost time
             wrapt.register_post_import_hook(self._hook(target, generation), target.module)
 
     def _hook(self, target: Target, generation: int):

@@ -199,10 +199,6 @@ def _otlp_endpoint(env: Mapping[str, str], signal: str, protocol: str) -> Option
     return base or None
 
 
-def _has_endpoint(env: Mapping[str, str], signal: str) -> bool:
-    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
-
-
 def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Optional[str] = None,
               service_instance_id: Optional[str] = None, deployment_environment: str = "paper",
               span_processors: Sequence[SpanProcessor] = (), metric_readers: Sequence[MetricReader] = (),
@@ -222,7 +218,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
     with _lock:
         if _current is not None:
             shutdown()
-        name = env.get("OTEL_SERVICE_NAME") or service_name or sc.DEFAULT_SERVICE_NAME
+        name = service_name or sc.DEFAULT_SERVICE_NAME  # OTEL_SERVICE_NAME wins in _resource()
         instance_id = service_instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         service = {"name": name, "instance_id": instance_id, "environment": deployment_environment}
         state = EventState(clock, max_series_per_metric=max_series_per_metric)
@@ -250,7 +246,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         otlp_exporters: List[Any] = []
         traces_exporters = _env_list(env, "OTEL_TRACES_EXPORTER", "otlp")
         if external_tp is None and "none" not in traces_exporters:
-            if "otlp" in traces_exporters and _has_endpoint(env, "TRACES"):
+            if "otlp" in traces_exporters and _otlp_endpoint(env, "TRACES", ""):
                 otlp_exporters.append(_otlp_exporter(env, "TRACES"))
                 _quiet_dropped_span_warnings()
                 processors.append(BatchSpanProcessor(otlp_exporters[-1]))
@@ -276,7 +272,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
 
         readers: List[MetricReader] = [reader, *metric_readers]
         metrics_exporters = _env_list(env, "OTEL_METRICS_EXPORTER", "otlp")
-        if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _has_endpoint(env, "METRICS"):
+        if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _otlp_endpoint(env, "METRICS", ""):
             otlp_exporters.append(_otlp_exporter(env, "METRICS"))
             readers.append(PeriodicExportingMetricReader(otlp_exporters[-1]))
             exporters.append("otlp-metrics")

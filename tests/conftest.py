@@ -29,3 +29,29 @@ def _no_telemetry_leaks():
 @pytest.fixture
 def repo_root() -> str:
     return ROOT
+
+
+@pytest.fixture
+def bounded_shutdowns(monkeypatch):
+    """``install(bound_millis)``: run()'s ``otel_diag.shutdown()`` gets at most that bound; returns the
+    list of (flushed, seconds) of each call, for tests that time how shutdown behaves."""
+    import functools
+    import time
+
+    import otel_diag
+
+    def install(bound_millis: float) -> list:
+        calls: list = []
+        original = otel_diag.shutdown
+
+        @functools.wraps(original)
+        def bounded(timeout_millis: float = bound_millis) -> bool:
+            started = time.monotonic()
+            flushed = original(timeout_millis=min(timeout_millis, bound_millis))
+            calls.append((flushed, time.monotonic() - started))
+            return flushed
+
+        monkeypatch.setattr(otel_diag, "shutdown", bounded)
+        return calls
+
+    return install

@@ -72,6 +72,9 @@ class BeforeBinding:
     def __init__(self, state: EventState, tracer: Optional[trace.Tracer]) -> None:
         self.state = state
         self.tracer = tracer
+        # The instrumentor patches span-only targets only for a binding that makes spans; before
+        # issue 7 every target was patched, so say "makes spans" whatever the tracer.
+        self._span_tracer = tracer or True
         self.signals = BeforeFamily(state, sc.METRIC_SIGNALS, (sc.ATTR_SYMBOL,))
         self.orders = BeforeFamily(state, sc.METRIC_ORDERS, (sc.ATTR_SYMBOL,))
         self.vetoes = BeforeFamily(state, sc.METRIC_VETOES, (sc.ATTR_VETO_REASON, sc.ATTR_SYMBOL))

@@ -15,7 +15,6 @@ the batch queue hand-off, the same up or down, whose cost docs/benchmarks.md bud
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
@@ -64,20 +63,9 @@ def quiet_config(tmp_path, repo_root) -> str:
 
 
 @pytest.fixture
-def shutdowns(monkeypatch) -> List[tuple]:
+def shutdowns(bounded_shutdowns) -> list:
     """run() calls otel_diag.shutdown(); bound it, and record (flushed, seconds) of each call."""
-    calls: List[tuple] = []
-    original = otel_diag.shutdown
-
-    @functools.wraps(original)
-    def bounded(timeout_millis: float = SHUTDOWN_BOUND_MILLIS) -> bool:
-        started = time.monotonic()
-        flushed = original(timeout_millis=min(timeout_millis, SHUTDOWN_BOUND_MILLIS))
-        calls.append((flushed, time.monotonic() - started))
-        return flushed
-
-    monkeypatch.setattr(otel_diag, "shutdown", bounded)
-    return calls
+    return bounded_shutdowns(SHUTDOWN_BOUND_MILLIS)
 
 
 def timed_replay(state_dir, config_path: str, env: Dict[str, str], processors=()):

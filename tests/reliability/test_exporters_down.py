@@ -18,7 +18,6 @@ hits every arm alike or is voted out.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -159,20 +158,9 @@ def quiet_config(tmp_path, repo_root) -> str:
 
 
 @pytest.fixture
-def shutdowns(monkeypatch) -> List[Tuple[bool, float]]:
+def shutdowns(bounded_shutdowns) -> list:
     """run() calls ``otel_diag.shutdown()``; give it the short bound and record (flushed, seconds)."""
-    calls: List[Tuple[bool, float]] = []
-    original = otel_diag.shutdown
-
-    @functools.wraps(original)
-    def timed(timeout_millis: float = SHORT_SHUTDOWN_MILLIS) -> bool:
-        started = time.monotonic()
-        flushed = original(timeout_millis=min(timeout_millis, SHORT_SHUTDOWN_MILLIS))
-        calls.append((flushed, time.monotonic() - started))
-        return flushed
-
-    monkeypatch.setattr(otel_diag, "shutdown", timed)
-    return calls
+    return bounded_shutdowns(SHORT_SHUTDOWN_MILLIS)
 
 
 # -- measuring --------------------------------------------------------------------------------------

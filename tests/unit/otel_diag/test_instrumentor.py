@@ -270,3 +270,13 @@ def test_uninstrument_when_before_import_then_the_stale_hook_patches_nothing(lat
     module = importlib.import_module(late_module)
 
     assert not isinstance(module.Late.__dict__["work"], wrapt.FunctionWrapper)
+
+
+def test_configure_when_sampler_always_off_then_span_only_targets_left_unpatched():
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    otel_diag.configure(env={"OTEL_TRACES_SAMPLER": "always_off"},
+                        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())])
+
+    assert ExecutionInstrumentor.patched() == METRIC_TARGETS
