@@ -8,9 +8,10 @@ Usage::
     alerts = compute_liveness_alerts(cfg_liveness, now=now, timestamps={"signals": None})
     snap = build_runtime_diagnostics_snapshot(cfg.diagnostics.liveness)
 
-There is no second set of hand-kept globals: counts and last-event times come from the
-``trading.*`` metric points that :class:`otel_diag.DiagnosticsMetricReader` collects, the
-same points OTLP and Prometheus receive. ``record_router_event`` and
+There is no second set of hand-kept globals: counts and last-event times come from what the
+``trading.*`` instruments report, as :class:`otel_diag.DiagnosticsMetricReader` derives it —
+from the very observations their callbacks hand the SDK, so the same figures OTLP and
+Prometheus receive. ``record_router_event`` and
 ``update_exit_pipeline_status`` write the same in-process state the wrappers write.
 
 Liveness semantics (DESIGN.md): disabled → no flag; threshold None or <= 0 → key not
@@ -315,7 +316,7 @@ def exit_pipeline_status(derived: DerivedMetrics) -> ExitPipelineStatus:
 
 
 def build_runtime_diagnostics_snapshot(cfg_liveness: Any, *, now: Optional[datetime] = None) -> RuntimeDiagnosticsSnapshot:
-    """Veto counters, exit pipeline and liveness from one collection of the metric points."""
+    """Veto counters, exit pipeline and liveness from one snapshot of what the ``trading.*`` instruments report."""
     derived = otel_diag.get_telemetry().snapshot()
     alerts = evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
                                derived.extras.get("last_trace_ids"))

@@ -102,7 +102,7 @@ def _sorted(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write_runtime_diagnostics_state(state: dict, cfg_liveness: Any, *, now: Any = None) -> Dict[str, Any]:
-    """Fill ``state["runtime_diagnostics"]`` from one collection of the metric points; return the block."""
+    """Fill ``state["runtime_diagnostics"]`` from one snapshot of the ``trading.*`` instruments; return the block."""
     block = runtime_diagnostics_block(build_runtime_diagnostics_snapshot(cfg_liveness, now=now))
     state["runtime_diagnostics"] = block
     return block

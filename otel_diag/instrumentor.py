@@ -32,7 +32,7 @@ from otel_diag.package import _instruments
 from otel_diag.state import EventState
 from otel_diag.targets import TARGETS, Target
 from otel_diag.version import __version__
-from otel_diag.wrappers import ACTIVE, Binding, make_wrapper
+from otel_diag.wrappers import ACTIVE, Binding, MethodWrapper, make_wrapper
 
 _logger = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ def _cell_for(meter_provider: Any) -> StateCell:
         except TypeError:
             pass
     return cell
+
+
+cell_for = _cell_for  # the StateCell whose instruments report on ``meter_provider`` (registered on first use)
 
 
 def _owner(module: Any, qualname: str) -> Tuple[Any, str]:
@@ -103,7 +106,7 @@ class ExecutionInstrumentor(BaseInstrumentor):
                 current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
                 if isinstance(current, _PROXY):
                     return  # already patched
-                wrapt.wrap_function_wrapper(owner, attr, make_wrapper(target.spec, ACTIVE))
+                wrapt.wrap_object(owner, attr, MethodWrapper, (make_wrapper(target.spec, ACTIVE), attr))
                 self._wrapped.append((owner, attr))
             except Exception:
                 _logger.warning("otel_diag: could not patch %s.%s", target.module, target.name, exc_info=True)
@@ -116,6 +119,9 @@ class ExecutionInstrumentor(BaseInstrumentor):
         for cell in getattr(self, "_cells", ()):
             cell.state = None
         for owner, attr in reversed(self._wrapped):
+            patch = owner.__dict__.get(attr) if isinstance(owner, type) else None
+            if isinstance(patch, MethodWrapper):
+                patch.forget_instances()  # instances' cached bound wrappers first, then the class attribute
             unwrap(owner, attr)
         self._wrapped = []
 

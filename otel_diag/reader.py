@@ -1,25 +1,46 @@
-"""``DiagnosticsMetricReader``: an in-process MetricReader that derives the diagnostics from metric points.
+"""``DiagnosticsMetricReader``: an in-process MetricReader that derives the diagnostics from what the
+``trading.*`` instruments report.
 
 Usage::
 
     reader = DiagnosticsMetricReader()
     provider = MeterProvider(metric_readers=[reader, exporting_reader])
+    reader.bind(cell)                    # the StateCell the provider's instruments observe (configure() does it)
     ...
-    derived = reader.snapshot()          # collect now, then read what the points say
+    derived = reader.snapshot()          # what the instruments report now
     derived.last_event_times["signal"]   # Unix seconds of the last signal
     derived.vetoes_by_reason()           # {"max_gross_exposure": 12, ...}
 
-It registers beside the exporting reader, with cumulative temporality, so it sees
-exactly the numbers OTLP and Prometheus see. Everything here comes from the points of
-the ``trading.*`` instruments; the only side channel is ``extras`` (the trace ids of
-the last events and the symbols of unprotected positions — unbounded values that do
-not belong in metric attributes).
+    derive(metrics_data)                 # the same view out of an SDK collection's points
+    derive_observations(observations(cell))   # ... out of the instruments' observations
+
+It registers beside the exporting reader, with cumulative temporality. Everything here
+comes from what the ``trading.*`` instruments report; the only side channel is ``extras``
+(the trace ids of the last events and the symbols of unprotected positions — unbounded
+values that do not belong in metric attributes). Two ways in, one derivation:
+
+* bound to the instruments' :class:`~otel_diag.instruments.StateCell`, ``snapshot()`` derives
+  from their observations — exactly the ``(value, attributes)`` pairs the registered callbacks
+  hand the SDK (:func:`otel_diag.instruments.observations`) — without an SDK collection, which
+  costs ≈ 10 µs a series (measurement objects, attribute cleaning and hashing, aggregation).
+  For these instruments the SDK's cumulative point *is* the observation: an observable
+  counter's point is the value observed for its attribute set, a gauge's the last one. The
+  SDK's cardinality limit is applied the way the SDK applies it (attribute sets beyond the
+  first ``limit`` of a metric fold into one ``otel.metric.overflow`` set), so the view equals
+  ``derive()`` of a collection by any reader of that provider with the same limit (the SDK's
+  default, 2,000) — provided the reader has seen only the current state: an SDK reader keeps
+  counting the attribute sets of an earlier state towards its limit after a re-bind or an
+  ``EventState.reset()``, so beyond the limit it may fold sooner than the observations do.
+* unbound (or for points collected some other way), ``snapshot()`` collects through the SDK
+  and ``derive()`` reads the points; ``collect()`` always does, and updates ``latest``.
+
+Both feed the same per-point accumulator, so they cannot read a point differently.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from opentelemetry.sdk.metrics import (
     Counter, Histogram, ObservableCounter, ObservableGauge, ObservableUpDownCounter, UpDownCounter,
@@ -27,6 +48,14 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
 
 from otel_diag import semconv as sc
+from otel_diag.instruments import Observations, Points, StateCell, observations
+
+try:  # the SDK's default cardinality limit (a metric's attribute sets per reader), if this SDK names it
+    from opentelemetry.sdk.metrics._internal._view_instrument_match import (
+        _DEFAULT_CARDINALITY_LIMIT as SDK_CARDINALITY_LIMIT,
+    )
+except ImportError:  # pragma: no cover - another SDK layout; 2000 is the specification's default
+    SDK_CARDINALITY_LIMIT = 2000
 
 _CUMULATIVE = {kind: AggregationTemporality.CUMULATIVE for kind in (
     Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)}
@@ -56,7 +85,7 @@ class ExitPipelinePoints:
 
 @dataclass(frozen=True)
 class DerivedMetrics:
-    """What one collection's points say."""
+    """What the instruments report at one moment (one collection's points, or the same observations)."""
 
     collected: bool = False
     last_event_times: Mapping[str, float] = field(default_factory=dict)
@@ -103,96 +132,206 @@ class DerivedMetrics:
 
 OTHER = "_other"  # the name a folded-over (overflow) series is shown under
 
+_EMPTY: Mapping[str, Any] = {}
+_ATTR_OVERFLOW, _ATTR_SYMBOL, _ATTR_VETO_REASON, _METRIC_VETOES = (
+    sc.ATTR_OVERFLOW, sc.ATTR_SYMBOL, sc.ATTR_VETO_REASON, sc.METRIC_VETOES)
+_OVERFLOW_ATTRS: Mapping[str, Any] = {sc.ATTR_OVERFLOW: True}
+# Last-value gauges: a folded-over set keeps the last value observed, not the sum.
+_LAST_VALUE = frozenset({sc.METRIC_LAST_EVENT_TIME, *_EXIT_FIELDS})
+
+
+class _Accumulator:
+    """Reads (metric name, value, attributes) triples — a metric's points at a time — into a DerivedMetrics.
+
+    The one place a point is interpreted: :func:`derive` feeds it an SDK collection's points,
+    :func:`derive_observations` the instruments' observations. Counter values are summed per key
+    (so two points that map to the same key add up, as the SDK adds two observations of one
+    attribute set); gauges keep the last value.
+    """
+
+    def __init__(self) -> None:
+        self.last: Dict[str, float] = {}
+        self.signals: Dict[str, int] = {}
+        self.orders: Dict[str, int] = {}
+        self.vetoes: Dict[Tuple[str, str], int] = {}
+        self.router: Dict[str, int] = {}
+        self.scans = 0
+        self.triggers = 0
+        self.exit_values: Dict[str, Any] = {}
+        self.overflow: Dict[str, bool] = {}
+
+    def add(self, name: str, points: Iterable[Tuple[Any, Mapping[str, Any]]]) -> None:
+        """Read ``points``, the ``(value, attributes)`` pairs of metric ``name``."""
+        overflowed = False
+        flag = _ATTR_OVERFLOW  # locals: this runs once per series, thousands of times a snapshot
+        if name == _METRIC_VETOES:
+            vetoes = self.vetoes
+            reason_attr, symbol_attr = _ATTR_VETO_REASON, _ATTR_SYMBOL
+            for value, attrs in points:
+                key = (str(attrs.get(reason_attr, OTHER)), str(attrs.get(symbol_attr, OTHER)))
+                vetoes[key] = vetoes.get(key, 0) + int(value)
+                if attrs.get(flag):
+                    overflowed = True
+        elif name in _BY_ONE:
+            field_name, attr = _BY_ONE[name]
+            counts = getattr(self, field_name)
+            for value, attrs in points:
+                key = str(attrs.get(attr, OTHER))
+                counts[key] = counts.get(key, 0) + int(value)
+                if attrs.get(flag):
+                    overflowed = True
+        elif name == sc.METRIC_LAST_EVENT_TIME:
+            last = self.last
+            for value, attrs in points:
+                event = attrs.get(sc.ATTR_EVENT)
+                if event is not None:
+                    last[str(event)] = float(value)
+                if attrs.get(flag):
+                    overflowed = True
+        elif name == sc.METRIC_EXIT_SCANS or name == sc.METRIC_EXIT_TRIGGERS:
+            total = 0
+            for value, attrs in points:
+                total += int(value)
+                if attrs.get(flag):
+                    overflowed = True
+            if name == sc.METRIC_EXIT_SCANS:
+                self.scans += total
+            else:
+                self.triggers += total
+        else:
+            field_name = _EXIT_FIELDS.get(name)
+            for value, attrs in points:
+                if field_name is not None:
+                    self.exit_values[field_name] = value
+                if attrs.get(flag):
+                    overflowed = True
+        if overflowed:
+            self.overflow[name] = True
+
+    def result(self, extras: Optional[Mapping[str, Any]]) -> DerivedMetrics:
+        exit_values = self.exit_values
+        exit_points = ExitPipelinePoints()
+        if "open_positions" in exit_values:
+            exit_points = ExitPipelinePoints(
+                known=True,
+                open_positions=int(exit_values.get("open_positions", 0)),
+                tp_sl_registered=int(exit_values.get("tp_sl_registered", 0)),
+                tp_sl_missing=int(exit_values.get("tp_sl_missing", 0)),
+                tp_sl_orphaned=int(exit_values.get("tp_sl_orphaned", 0)),
+                underwater_without_tp_sl=int(exit_values.get("underwater_without_tp_sl", 0)),
+                coverage=float(exit_values.get("coverage", 0.0)),
+            )
+        return DerivedMetrics(True, self.last, self.signals, self.orders, self.vetoes, self.router, self.scans,
+                              self.triggers, exit_points, self.overflow, dict(extras or {}))
+
+
+# counters keyed by one attribute: metric -> (accumulator field, attribute)
+_BY_ONE = {
+    sc.METRIC_SIGNALS: ("signals", sc.ATTR_SYMBOL),
+    sc.METRIC_ORDERS: ("orders", sc.ATTR_SYMBOL),
+    sc.METRIC_ROUTER_EVENTS: ("router", sc.ATTR_ROUTER_EVENT),
+}
+
 
 def derive(metrics_data: Optional[MetricsData], scope_name: str = sc.INSTRUMENTATION_NAME,
            extras: Optional[Mapping[str, Any]] = None) -> DerivedMetrics:
-    """Read the ``trading.*`` points of ``scope_name`` out of one collection."""
-    last: Dict[str, float] = {}
-    signals: Dict[str, int] = {}
-    orders: Dict[str, int] = {}
-    vetoes: Dict[Tuple[str, str], int] = {}
-    router: Dict[str, int] = {}
-    scans = triggers = 0
-    exit_values: Dict[str, Any] = {}
-    overflow: Dict[str, bool] = {}
+    """Read the ``trading.*`` points of ``scope_name`` out of one SDK collection."""
+    acc = _Accumulator()
     for rm in (metrics_data.resource_metrics if metrics_data is not None else ()):
         for sm in rm.scope_metrics:
             if sm.scope.name != scope_name:
                 continue
             for metric in sm.metrics:
-                name = metric.name
-                for point in metric.data.data_points:
-                    attrs = point.attributes or {}
-                    value = point.value
-                    if attrs.get(sc.ATTR_OVERFLOW):
-                        overflow[name] = True
-                    if name == sc.METRIC_LAST_EVENT_TIME:
-                        event = attrs.get(sc.ATTR_EVENT)
-                        if event is not None:
-                            last[str(event)] = float(value)
-                    elif name == sc.METRIC_SIGNALS:
-                        _add(signals, str(attrs.get(sc.ATTR_SYMBOL, OTHER)), value)
-                    elif name == sc.METRIC_ORDERS:
-                        _add(orders, str(attrs.get(sc.ATTR_SYMBOL, OTHER)), value)
-                    elif name == sc.METRIC_VETOES:
-                        key = (str(attrs.get(sc.ATTR_VETO_REASON, OTHER)), str(attrs.get(sc.ATTR_SYMBOL, OTHER)))
-                        _add(vetoes, key, value)
-                    elif name == sc.METRIC_ROUTER_EVENTS:
-                        _add(router, str(attrs.get(sc.ATTR_ROUTER_EVENT, OTHER)), value)
-                    elif name == sc.METRIC_EXIT_SCANS:
-                        scans += int(value)
-                    elif name == sc.METRIC_EXIT_TRIGGERS:
-                        triggers += int(value)
-                    elif name in _EXIT_FIELDS:
-                        exit_values[_EXIT_FIELDS[name]] = value
-    exit_points = ExitPipelinePoints()
-    if "open_positions" in exit_values:
-        exit_points = ExitPipelinePoints(
-            known=True,
-            open_positions=int(exit_values.get("open_positions", 0)),
-            tp_sl_registered=int(exit_values.get("tp_sl_registered", 0)),
-            tp_sl_missing=int(exit_values.get("tp_sl_missing", 0)),
-            tp_sl_orphaned=int(exit_values.get("tp_sl_orphaned", 0)),
-            underwater_without_tp_sl=int(exit_values.get("underwater_without_tp_sl", 0)),
-            coverage=float(exit_values.get("coverage", 0.0)),
-        )
-    return DerivedMetrics(True, last, signals, orders, vetoes, router, scans, triggers, exit_points, overflow,
-                          dict(extras or {}))
+                acc.add(metric.name, [(p.value, p.attributes or _EMPTY) for p in metric.data.data_points])
+    return acc.result(extras)
 
 
-def _add(d: Dict[Any, int], key: Any, value: Any) -> None:
-    d[key] = d.get(key, 0) + int(value)
+def derive_observations(observed: Observations, extras: Optional[Mapping[str, Any]] = None,
+                        cardinality_limit: int = SDK_CARDINALITY_LIMIT) -> DerivedMetrics:
+    """The view :func:`derive` gives of an SDK collection, read from the instruments' observations.
+
+    ``observed`` is :func:`otel_diag.instruments.observations`' ``{metric: [(value, attributes), ...]}``.
+    A metric with more than ``cardinality_limit`` attribute sets keeps the first ``cardinality_limit``
+    and folds the rest into one ``otel.metric.overflow`` set (summed; a gauge keeps the last value),
+    as an SDK reader with that limit does.
+    """
+    acc = _Accumulator()
+    for name, points in observed.items():
+        if len(points) > cardinality_limit:
+            points = _fold(name, points, cardinality_limit)
+        acc.add(name, points)
+    return acc.result(extras)
+
+
+def _fold(name: str, points: Points, limit: int) -> Points:
+    """``points`` as an SDK reader limited to ``limit`` attribute sets per metric records them."""
+    rest = points[limit:]
+    value = rest[-1][0] if name in _LAST_VALUE else sum(v for v, _ in rest)
+    return [*points[:limit], (value, _OVERFLOW_ATTRS)]
 
 
 class DiagnosticsMetricReader(MetricReader):
-    """Collects on demand (``snapshot()``) and keeps what the last collection's points say."""
+    """Derives on demand (``snapshot()``) and keeps the last derived view (``latest``).
+
+    Bound (:meth:`bind`) to the StateCell its provider's instruments observe, a snapshot reads
+    their observations; unbound, it collects through the SDK. ``collect()`` (the SDK's) always
+    derives from the collected points.
+    """
 
     def __init__(self, scope_name: str = sc.INSTRUMENTATION_NAME,
                  extras: Optional[Callable[[], Mapping[str, Any]]] = None) -> None:
         super().__init__(preferred_temporality=_CUMULATIVE)
         self.scope_name = scope_name
         self.extras = extras
+        self.cardinality_limit = SDK_CARDINALITY_LIMIT  # what the SDK applies for this reader (no limits given)
         self._lock = threading.Lock()
         self._latest = DerivedMetrics()
         self._shutdown = False
         self._received = False
+        self._cell: Optional[StateCell] = None
+
+    def bind(self, cell: Optional[StateCell]) -> None:
+        """Derive snapshots from the observations of the instruments that report ``cell.state``.
+
+        ``cell`` must be the cell whose instruments are registered, under this reader's scope, on
+        the MeterProvider this reader is registered with (``otel_diag.instrumentor.cell_for``):
+        the snapshot then equals a derive of this reader's own collection (see the module
+        docstring for the one caveat beyond the cardinality limit). The cell, not a state, is
+        bound: re-instrumenting points the cell at another state and snapshots follow; an
+        unbound cell (``cell.state is None``) gives the empty view. ``None`` goes back to
+        collecting through the SDK.
+        """
+        self._cell = cell
+
+    @property
+    def bound(self) -> Optional[StateCell]:
+        return self._cell
+
+    def _extras_now(self) -> Optional[Mapping[str, Any]]:
+        return self.extras() if self.extras is not None else None
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        extras = self.extras() if self.extras is not None else None
-        derived = derive(metrics_data, self.scope_name, extras)
+        derived = derive(metrics_data, self.scope_name, self._extras_now())
         self._received = True
         with self._lock:
             self._latest = derived
 
     def snapshot(self, timeout_millis: float = 10_000) -> DerivedMetrics:
-        """Collect now and return the derived view (the last good one if collection is impossible)."""
+        """The derived view now (the last good one after shutdown, or if collection is impossible)."""
         if not self._shutdown:
-            self._received = False
-            self.collect(timeout_millis=timeout_millis)
-            if not self._received and self._collect is not None:  # the SDK skips the hook when no point exists
-                empty = derive(None, self.scope_name, self.extras() if self.extras is not None else None)
+            cell = self._cell
+            if cell is not None:
+                observed = observations(cell)
+                derived = derive_observations(observed, self._extras_now(), self.cardinality_limit)
                 with self._lock:
-                    self._latest = empty
+                    self._latest = derived
+            else:
+                self._received = False
+                self.collect(timeout_millis=timeout_millis)
+                if not self._received and self._collect is not None:  # the SDK skips the hook when no point exists
+                    empty = derive(None, self.scope_name, self._extras_now())
+                    with self._lock:
+                        self._latest = empty
         with self._lock:
             return self._latest
 

@@ -6,7 +6,7 @@ Usage::
 
     telemetry = otel_diag.configure(clock=clock, service_name="executor")   # patches the engine
     ...
-    derived = telemetry.snapshot()      # what the metric points say now
+    derived = telemetry.snapshot()      # what the trading.* instruments report now
     otel_diag.shutdown()                # flushes within a bounded time, restores the engine
 
 The OTel environment variables are honoured: ``OTEL_SDK_DISABLED``; ``OTEL_EXPORTER_OTLP_ENDPOINT``
@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_diag import semconv as sc
-from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, unbind_instruments
+from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, cell_for, unbind_instruments
 from otel_diag.reader import DerivedMetrics, DiagnosticsMetricReader
 from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC, EventState
 
@@ -70,7 +70,7 @@ class Telemetry:
     _otlp_exporters: List[Any] = field(default_factory=list)  # aborted when shutdown runs out of time
 
     def snapshot(self) -> DerivedMetrics:
-        """Collect now and return what the metric points say (nothing when telemetry is disabled)."""
+        """What the ``trading.*`` instruments report now (nothing when telemetry is disabled)."""
         if not self.enabled:
             return DerivedMetrics()
         return self.reader.snapshot()
@@ -294,6 +294,9 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
             instrumented = True
         else:
             bind_instruments(meter_providers, state)
+        # Snapshots read what the provider's instruments observe, through the cell (which follows any
+        # re-instrumenting, and is emptied at shutdown) rather than through an SDK collection.
+        reader.bind(cell_for(meter_provider))
         _current = Telemetry(True, clock, state, reader, service, tracer_provider, meter_provider, bool(tracing),
                              instrumented, exporters, prom_address, owned_tp, prom_server, otlp_exporters)
         return _current

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import types
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -226,6 +229,60 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                     _log.exception(end_key, "otel_diag: ending a span failed")
 
     return wrapper
+
+
+class MethodWrapper(wrapt.FunctionWrapper):
+    """The class-level patch of a method; caches each instance's bound wrapper in its ``__dict__``.
+
+    A plain ``wrapt.FunctionWrapper`` on a class builds a ``BoundFunctionWrapper`` on every
+    attribute access (``engine.risk.check`` → bind → call): ≈ 0.35 µs of the ≈ 0.5 µs a patched
+    call costs here. Like ``functools.cached_property``, the first access from an instance stores
+    that bound wrapper — the very object wrapt would build again on every later access — in the
+    instance's ``__dict__``; a ``FunctionWrapper`` is a non-data descriptor, so later accesses find
+    it there. Calls, arguments, results, exceptions and signatures are exactly those of the
+    class-level patch. Instances without a ``__dict__`` (``__slots__``), or that cannot be
+    weak-referenced or hashed, use the class-level patch. :meth:`forget_instances` removes every
+    cached wrapper (the instrumentor calls it before unwrapping, so instances see the original).
+    The bound wrapper refers back to its instance (as a stored bound method would), so a patched
+    instance is reclaimed by the cycle collector rather than at once: meant for long-lived objects
+    such as the engine's components.
+    """
+
+    def __init__(self, wrapped: Any, wrapper: Callable, name: Optional[str] = None) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_attr = name or getattr(wrapped, "__name__", None)  # the attribute it is patched in as
+        self._self_cacheable = isinstance(wrapped, types.FunctionType) and self._self_attr is not None
+        self._self_instances: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._self_lock = threading.Lock()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        bound = super().__get__(instance, owner)
+        if instance is not None and self._self_cacheable:
+            try:
+                cache = instance.__dict__
+                if self._self_attr not in cache:
+                    with self._self_lock:
+                        self._self_instances.add(instance)  # TypeError when not weak-referenceable
+                        cache[self._self_attr] = bound
+            except (AttributeError, TypeError):  # no __dict__, unhashable or no weak references
+                pass
+            except Exception:
+                _log.exception("bind:" + str(self._self_attr), "otel_diag: caching a bound wrapper failed")
+        return bound
+
+    def forget_instances(self) -> None:
+        """Remove the bound wrappers cached in instances (their next access finds the class attribute)."""
+        with self._self_lock:
+            instances = list(self._self_instances)
+            self._self_instances.clear()
+        for instance in instances:
+            try:
+                cache = instance.__dict__
+                cached = cache.get(self._self_attr)
+                if isinstance(cached, wrapt.BoundFunctionWrapper) and cached._self_parent is self:
+                    del cache[self._self_attr]
+            except Exception:
+                _log.exception("unbind:" + str(self._self_attr), "otel_diag: removing a cached wrapper failed")
 
 
 def traced_event(span_name: str, *, event: Optional[str] = None, counter: Optional[str] = None,

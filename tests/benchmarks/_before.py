@@ -18,6 +18,7 @@ import contextlib
 import logging
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -228,14 +229,25 @@ def _before_wrapper(spec: EventSpec, holder: Holder) -> Callable:
     return make_wrapper(BEFORE_SPECS.get(spec.span_name, spec), holder)
 
 
+class PlainPatch(wrapt.FunctionWrapper):
+    """How methods were patched before issue 7: a plain FunctionWrapper, bound again on every access."""
+
+    def __init__(self, wrapped: Any, wrapper: Callable, name: Optional[str] = None) -> None:
+        super().__init__(wrapped, wrapper)
+
+    def forget_instances(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def installed_in_engine() -> Iterator[None]:
     """While open, ``otel_diag.configure()`` patches the engine with the pre-issue-7 hot path."""
     import otel_diag.instrumentor as instrumentor
 
-    saved = instrumentor.Binding, instrumentor.make_wrapper
-    instrumentor.Binding, instrumentor.make_wrapper = _before_binding, _before_wrapper
+    saved = instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper
+    instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper = \
+        _before_binding, _before_wrapper, PlainPatch
     try:
         yield
     finally:
-        instrumentor.Binding, instrumentor.make_wrapper = saved
+        instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper = saved

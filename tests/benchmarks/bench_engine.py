@@ -2,7 +2,7 @@
 
 Usage::
 
-    rows, notes = run_engine(bars=5_000, repeats=3)
+    rows, notes = run_engine(bars=5_000, repeats=5)
 
 Variants, interleaved repeat by repeat (each on a fresh state dir, the engine's own
 ``execution.executor_live.run``; per-cycle times from ``RunHooks.on_cycle`` with
@@ -93,7 +93,7 @@ def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str) -> 
                     "journal": journal}
 
 
-def run_engine(bars: int = 5_000, repeats: int = 3, checked: bool = True) -> Tuple[List[Row], List[str]]:
+def run_engine(bars: int = 5_000, repeats: int = 5, checked: bool = True) -> Tuple[List[Row], List[str]]:
     runs: Dict[str, List[List[float]]] = {v: [] for v in VARIANTS}  # per repeat, the cycle intervals (ms)
     facts: Dict[str, dict] = {}
     folder = tempfile.mkdtemp(prefix="otel-diag-bench-")
@@ -133,8 +133,8 @@ def run_engine(bars: int = 5_000, repeats: int = 3, checked: bool = True) -> Tup
             note=f"cycle p50 {p50['no-instrument']:.3f} ms, p99 {p99['no-instrument']:.3f} ms", key="engine/baseline",
             data={f"per_cycle_ms/{v}": per_cycle[v] for v in VARIANTS}),
         Row(group, "wrapt floor: patched, wrappers detached", "loop wall time / no-instrument",
-            wall["wrapt floor"] / base, "x", note="the cost of the wrapt patches alone (the engine's 15 wrapped "
-                                                  "calls a cycle), before any otel_diag work; " + pct("wrapt floor"),
+            wall["wrapt floor"] / base, "x", note="the cost of the wrapt patches alone (the calls the instrumentor "
+                                                  "patches with tracing off), before any otel_diag work; " + pct("wrapt floor"),
             key="engine/wrapt floor"),
         Row(group, "metrics only (no publisher) · before", "loop wall time / no-instrument",
             wall["metrics only · before"] / base, "x", key="engine/metrics only/before",

@@ -217,7 +217,7 @@ class Report:
 
 def format_value(value: float, unit: str) -> str:
     if unit == "ns":
-        return f"{value / 1000:+.2f} µs" if abs(value) >= 100 else f"{value:+.0f} ns"
+        return f"{value / 1000:+.2f} µs" if abs(value) >= 100 else f"{round(value) + 0:+d} ns"  # no "-0 ns"
     if unit == "x":
         return f"{value:.3f}×"
     if unit == "ms":

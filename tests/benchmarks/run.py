@@ -23,7 +23,7 @@ BENCHMARKS = ("calls", "engine", "snapshot", "memory", "alternatives")
 
 FULL: Dict[str, dict] = {
     "calls": {"loops": 1_000, "rounds": 61, "span_loops": 300, "span_rounds": 31},
-    "engine": {"bars": 5_000, "repeats": 3},
+    "engine": {"bars": 5_000, "repeats": 5},
     "snapshot": {"scales": (10, 100, 1_000), "reasons": 20, "repeats": 15},
     "memory": {"events": 100_000, "symbols": 1_000},
     "alternatives": {"loops": 1_000, "rounds": 61},
@@ -51,7 +51,14 @@ NOTES = [
     "check, parent, new context); a tracer whose sampler is the static `ALWAYS_OFF` takes the metrics-only "
     "path (no span object: the SDK's own `start_span` for a dropped span costs more than the whole "
     "sampler-off budget); exit-scan gauges are derived at collection from the immutable `ExitScanResult` "
-    "instead of on every scan; folded-over series keys are remembered only up to the series cap.",
+    "instead of on every scan; folded-over series keys are remembered only up to the series cap; methods are "
+    "patched with `MethodWrapper`, which caches each instance's bound wrapper in the instance's `__dict__` "
+    "(as `functools.cached_property` does) instead of wrapt building a `BoundFunctionWrapper` on every "
+    "access; the two events of one router call share one clock read and one lock (`EventState.hit2`). "
+    "The \"before\" rows patch with a plain `wrapt.FunctionWrapper`, as then. Snapshot: derived from the "
+    "instruments' observations instead of an SDK collection (equal result, checked in every run and by "
+    "tests/unit/otel_diag/test_reader_observations.py), and the state files are written with the C JSON "
+    "encoder (compact) instead of `indent=2`.",
     "Publishing: the publisher writes diagnostics.json every `publish_interval_seconds` of engine time. "
     "Live, that is once a minute; in a replay of 60 s bars it is every bar, so the engine budget is "
     "checked on the trading loop without the publisher and the publishing run is reported beside it. "
@@ -72,18 +79,26 @@ def findings(report: Report) -> List[str]:
     floor = row("calls/wrapt floor")
     if floor is not None:
         parts = []
-        for span in ("signal.generate", "risk.check", "order.route"):
+        for span in ("risk.check approved", "risk.check vetoed", "order.route"):
             r = row(f"calls/metrics only/{span}")
             before = row(f"calls/metrics only/{span}/before")
             if r is not None:
                 parts.append(f"{span} {_us(r.value)} = wrapt {_us(floor.value)} + otel_diag {_us(r.value - floor.value)}"
                              + (f" (before: {_us(before.value)})" if before is not None else ""))
+        plain = row("calls/wrapt floor/plain")
+        gen_before = row("calls/metrics only/signal.generate/before")
         out.append("Per call, metrics only (section 1): "
                    + "; ".join(parts) + ". A wrapt patch of a method costs "
-                   f"{_us(floor.value)} here before otel_diag runs a line, so the 1 µs budget leaves "
-                   f"{_us(1000 - floor.value)} for the count and the stamp (a lock, a clock read, two dict "
-                   f"operations); `order.route` records two events.")
-    off, off_before = row("calls/sampler off/risk.check"), row("calls/sampler off/risk.check/before")
+                   f"{_us(floor.value)} here before otel_diag runs a line"
+                   + (f" ({_us(plain.value)} with a plain `wrapt.FunctionWrapper`, which builds a bound wrapper "
+                      f"on every access; `MethodWrapper` caches it on the instance)" if plain is not None else "")
+                   + f", so the 1 µs budget leaves {_us(1000 - floor.value)} for the count and the stamp (a lock, "
+                   f"a clock read, two dict operations); a veto and `order.route` record two events under one lock. "
+                   f"`signal.generate` is not patched at all with tracing off: the signal is counted when it reaches "
+                   f"`risk.check`"
+                   + (f" (before, counting at the generator cost {_us(gen_before.value)} on each of its 8 calls a "
+                      f"cycle, most of which return nothing)." if gen_before is not None else "."))
+    off, off_before = row("calls/sampler off/risk.check vetoed"), row("calls/sampler off/risk.check vetoed/before")
     if off is not None and off_before is not None:
         out.append(f"Sampler off: {_us(off_before.value)} → {_us(off.value)} a call (risk.check): with the static "
                    f"`ALWAYS_OFF` sampler the wrapper no longer asks the SDK for a span that can never record.")
@@ -95,7 +110,8 @@ def findings(report: Report) -> List[str]:
         before = row("engine/metrics only/before")
         out.append(f"Engine, metrics only: {metrics.value:.3f}× the uninstrumented loop"
                    + (f" (before: {before.value:.3f}×)" if before is not None else "") + ", of which the wrapt patches "
-                   f"alone are {floor_e.value:.3f}× ({wrapt_us:+.1f} µs a cycle for ~15 wrapped calls) and "
+                   f"alone are {floor_e.value:.3f}× ({wrapt_us:+.1f} µs a cycle for the calls patched with tracing off: "
+                   f"risk.check, order.route, order.twap_slice, exit.scan, exit.trigger) and "
                    f"otel_diag's own work {ours:+.1f} µs a cycle. A cycle of this paper engine is "
                    f"{pc['per_cycle_ms/no-instrument'] * 1000:.0f} µs at 8 symbols: a 1.10× budget allows "
                    f"{pc['per_cycle_ms/no-instrument'] * 100:.1f} µs"
@@ -104,19 +120,20 @@ def findings(report: Report) -> List[str]:
     snap = row("snapshot/100")
     if snap is not None:
         d = snap.data
-        out.append(f"Snapshot at 100 symbols × 20 reasons ({int(d['series']):,} series): {d['publish']:.1f} ms, "
-                   f"of which the OpenTelemetry SDK's collection of the observable instruments is most "
-                   f"(collect + derive {d['collect']:.1f} ms, ≈ {d['collect'] * 1000 / d['series']:.0f} µs a series; "
-                   f"the write {d['publish'] - d['document']:.1f} ms). Reading the same figures from the EventState the "
-                   f"instruments observe takes {d['direct']:.2f} ms and gives an equal `DerivedMetrics`.")
+        out.append(f"Snapshot at 100 symbols × 20 reasons ({int(d['series']):,} series): {d['publish']:.1f} ms "
+                   f"a publish. The snapshot derives from the instruments' observations — the (value, attributes) "
+                   f"pairs their callbacks hand the SDK — in {d['snapshot']:.2f} ms; an OpenTelemetry SDK collection "
+                   f"of the same series costs {d['sdk_collect']:.1f} ms "
+                   f"(≈ {d['sdk_collect'] * 1000 / d['series']:.0f} µs a series: measurements, attribute cleaning and hashing, aggregation) and gives an equal "
+                   f"`DerivedMetrics`. The write: {d['publish'] - d['document']:.1f} ms.")
     pub = row("engine/publishing")
     if pub is not None and snap is not None:
         d = snap.data
         out.append(f"Publishing (every bar in a replay): {pub.data['ms_per_publish']:.2f} ms a publish at 8 symbols "
                    f"({pub.value:.1f}× the loop). For the 100-symbol file: the fsync "
-                   f"{d['write_fsync'] - d['write_plain']:+.2f} ms on this machine's disk, the indented JSON "
-                   f"{d['json_indent']:.2f} ms (compact: {d['json_compact']:.2f} ms), the collection "
-                   f"{d['collect']:.1f} ms.")
+                   f"{d['write_fsync'] - d['write_plain']:+.2f} ms on this machine's disk, the compact JSON "
+                   f"{d['json_compact']:.2f} ms (indent=2, the pure-Python encoder: {d['json_indent']:.2f} ms), the "
+                   f"snapshot {d['snapshot']:.2f} ms.")
     alt = {n: row(f"alternatives/{n}") for n in ("naive", "prom per call", "prom bound", "sdk sync", "otel_diag")}
     if all(alt.values()):
         ours = alt["otel_diag"].value
@@ -125,8 +142,10 @@ def findings(report: Report) -> List[str]:
                    f"{'beat' if ours < alt['naive'].value else 'do not beat'} them, and they export nothing, are not "
                    f"thread-safe and keep no symbol); prometheus_client with labels bound every call "
                    f"{_us(alt['prom per call'].value)} ({ours / alt['prom per call'].value:.2f}×), with children "
-                   f"bound once {_us(alt['prom bound'].value)} ({ours / alt['prom bound'].value:.2f}×: cheaper than "
-                   f"us, because it is written into the engine's code and needs no wrapt call); the OTel SDK's "
+                   f"bound once {_us(alt['prom bound'].value)} ({ours / alt['prom bound'].value:.2f}×"
+                   + (": cheaper than us, because it is written into the engine's code and needs no wrapt call"
+                      if alt['prom bound'].value < ours else ": we match it with the engine untouched")
+                   + f"); the OTel SDK's "
                    f"synchronous instruments {_us(alt['sdk sync'].value)} ({ours / alt['sdk sync'].value:.2f}×).")
     return out
 

@@ -33,8 +33,12 @@ def test_calls_when_run_once_then_every_target_and_variant_has_a_row_with_before
     _sane(rows)
     names = [r.name for r in rows]
     for variant in ("metrics only", "sampler off", "recording span"):
-        assert sum(variant in n and "before" in n for n in names) == 4
-        assert sum(variant in n and r.budget is not None for n, r in zip(names, rows)) == len(BUDGETED)
+        assert sum(variant in n and "before" in n for n in names) == 5
+        assert sum(variant in n and r.budget is not None for n, r in zip(names, rows)) == len(BUDGETED[variant])
+    # with no span ever made, signal.generate is left unpatched (the signal is counted at risk.check)
+    assert [n for n in names if "signal.generate" in n and "not patched" in n] == [
+        "signal.generate (span only; 8 calls a cycle) · metrics only · after (not patched)",
+        "signal.generate (span only; 8 calls a cycle) · sampler off · after (not patched)"]
     assert any("wrapt's own cost" in n for n in names)
     assert run_calls  # the module's public entry point
 

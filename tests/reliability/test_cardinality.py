@@ -89,12 +89,12 @@ def test_symbols_and_exit_reasons_when_unbounded_then_each_metric_capped_at_conf
     # Arrange: a small cap, set through configure()
     cap = 50
     telemetry = otel_diag.configure(clock=lambda: START, env={}, tracing=False, max_series_per_metric=cap)
-    generate = _wrapped(sc.SPAN_SIGNAL_GENERATE, lambda bar: SimpleNamespace(symbol=bar, side=Side.BUY))
+    check = _wrapped(sc.SPAN_RISK_CHECK, lambda signal: SimpleNamespace(signal=signal, approved=True))
     trigger = _wrapped(sc.SPAN_EXIT_TRIGGER, lambda position, reason: None)
 
-    # Act
+    # Act: every signal reaches the risk engine, where it is counted
     for i in range(1_000):
-        generate(f"PERP-{i}")
+        check(SimpleNamespace(symbol=f"PERP-{i}", side=Side.BUY))
         trigger(None, f"stop_loss@{i}")
 
     # Assert

@@ -52,6 +52,17 @@ def test_atomic_write_text_when_replace_fails_then_old_file_kept_and_no_temp_lef
     assert os.listdir(tmp_path) == ["state.txt"]
 
 
+def test_atomic_write_json_when_written_then_compact_one_line_and_a_newline(tmp_path):
+    path = tmp_path / "diagnostics.json"
+    data = {"veto_counters": {"by_reason": {"min_notional": 3}, "overflow": False}, "symbols": ["BTCUSDT", "ünï"]}
+
+    atomic_write_json(str(path), data)
+
+    text = path.read_text(encoding="utf-8")
+    assert text == json.dumps(data, separators=(",", ":")) + "\n"
+    assert text.count("\n") == 1 and json.loads(text) == data
+
+
 def test_atomic_write_json_when_not_finite_number_then_error_and_nothing_written(tmp_path):
     path = tmp_path / "x.json"
 

@@ -15,19 +15,6 @@ from otel_diag.state import EventState, ExitGauges
 T0 = 1_767_571_200.0
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def telemetry(clock):
     """In-process telemetry: providers and the diagnostics reader, no exporter, engine not patched."""

@@ -57,6 +57,25 @@ def test_hit_when_clock_goes_backwards_then_last_event_time_stays():
     assert state.last_trace_ids()[sc.EVENT_ORDER] == 3
 
 
+def test_hit2_when_two_events_of_one_call_then_both_counted_and_stamped_at_one_time():
+    times = iter([50.0, 40.0, 70.0])
+    state = EventState(lambda: next(times))
+    orders = state.series(sc.METRIC_ORDERS, {sc.ATTR_SYMBOL: "BTCUSDT"})
+    route = state.series(sc.METRIC_ROUTER_EVENTS, {sc.ATTR_ROUTER_EVENT: sc.ROUTER_ROUTE})
+    slices = state.series(sc.METRIC_ROUTER_EVENTS, {sc.ATTR_ROUTER_EVENT: sc.ROUTER_TWAP_SLICE})
+    fills = state.series(sc.METRIC_ROUTER_EVENTS, {sc.ATTR_ROUTER_EVENT: sc.ROUTER_FILL})
+
+    state.hit2(orders, sc.EVENT_ORDER, route, sc.EVENT_ROUTER, trace_id=1)
+    state.hit2(slices, sc.EVENT_ROUTER, fills, sc.EVENT_ROUTER, trace_id=2)  # earlier time: stamps stay
+    state.hit2(slices, sc.EVENT_ROUTER, fills, sc.EVENT_ROUTER)              # untraced: trace id stays
+
+    assert state.counter_points(sc.METRIC_ORDERS) == [(1, {sc.ATTR_SYMBOL: "BTCUSDT"})]
+    assert sorted((v, a[sc.ATTR_ROUTER_EVENT]) for v, a in state.counter_points(sc.METRIC_ROUTER_EVENTS)) == [
+        (1, sc.ROUTER_ROUTE), (2, sc.ROUTER_FILL), (2, sc.ROUTER_TWAP_SLICE)]
+    assert state.last_event_times() == {sc.EVENT_ORDER: 50.0, sc.EVENT_ROUTER: 70.0}
+    assert state.last_trace_ids() == {sc.EVENT_ORDER: 1, sc.EVENT_ROUTER: 1}
+
+
 def test_hit_when_untraced_then_keeps_the_last_trace_id():
     state = EventState(StepClock())
     state.hit(None, sc.EVENT_ROUTER, trace_id=7)
@@ -157,3 +176,16 @@ def test_reset_when_called_then_forgets_everything():
     assert state.counter_points(sc.METRIC_EXIT_SCANS) == []
     assert state.last_event_times() == {} and state.last_trace_ids() == {}
     assert state.exit_gauges is None
+
+
+def test_series_when_attribute_values_are_not_plain_then_kept_as_their_text():
+    class Reason:
+        def __str__(self) -> str:
+            return "custom_reason"
+
+    state = EventState(lambda: 0.0)
+    series = state.series(sc.METRIC_VETOES, {sc.ATTR_VETO_REASON: Reason(), sc.ATTR_SYMBOL: "BTCUSDT"})
+    state.hit(series, sc.EVENT_VETO)
+
+    assert state.counter_points(sc.METRIC_VETOES) == [(1, {sc.ATTR_VETO_REASON: "custom_reason",
+                                                          sc.ATTR_SYMBOL: "BTCUSDT"})]
