@@ -7,7 +7,7 @@ CYCLES ?= 480
 STATE_DIR ?= state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench dashboard rules status setup system-deps clean
+.PHONY: run test bench screenshot dashboard rules status setup system-deps clean
 
 run: $(STAMPS)/venv ## set up, then a healthy paper replay with telemetry
 	$(BIN)/executor --cycles $(CYCLES) --state-dir $(STATE_DIR)
@@ -19,6 +19,9 @@ test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the fast suite (unit 
 
 bench: $(STAMPS)/venv ## measure overhead budgets; writes docs/benchmarks.md, fails when a budget is missed
 	$(BIN)/python -m tests.benchmarks.run --output docs/benchmarks.md
+
+screenshot: $(STAMPS)/venv $(STAMPS)/system-deps ## refresh docs/images/risk_panel.png (the README's image) from the browser test
+	OTEL_DIAG_SCREENSHOT=$(CURDIR)/docs/images/risk_panel.png $(BIN)/python -m pytest tests/integration/test_dashboard_browser.py -q
 
 dashboard: $(STAMPS)/venv ## the Streamlit risk panel on http://127.0.0.1:8501
 	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.headless true -- --state-dir $(STATE_DIR)

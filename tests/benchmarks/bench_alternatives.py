@@ -4,8 +4,9 @@ Usage::
 
     rows = run_alternatives(loops=2_000, rounds=31)
 
-Every variant records the same event — a veto of ``per_symbol_cap`` on ``BTCUSDT``: one count
-and the last-event time — timed in the same rounds against the bare call:
+Every variant records the same two events of one vetoed risk check — the signal on ``BTCUSDT``
+and its ``per_symbol_cap`` veto: each a count and a last-event time, as otel_diag records them —
+timed in the same rounds against the bare call:
 
 - the spec's naive approach: module-level dataclasses, a ``record_veto`` helper stamping
   ``datetime.now(timezone.utc).isoformat()`` (PATCHSET v7.6 §1–2), written into the engine's code;
@@ -32,7 +33,9 @@ from tests.benchmarks.harness import Row, paired_overheads
 @dataclass
 class NaiveVetoCounters:
     by_reason: Dict[str, int] = field(default_factory=dict)
+    total_signals: int = 0
     total_vetoes: int = 0
+    last_signal_ts: Optional[str] = None
     last_veto_ts: Optional[str] = None
 
 
@@ -41,6 +44,11 @@ _veto_counters = NaiveVetoCounters()
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def record_signal() -> None:
+    _veto_counters.total_signals += 1
+    _veto_counters.last_signal_ts = now_iso()
 
 
 def record_veto(reason: str) -> None:
@@ -52,6 +60,7 @@ def record_veto(reason: str) -> None:
 class NaiveHost(StubHost):
     def check(self, signal):
         decision = VETO
+        record_signal()
         if not decision.approved:
             record_veto(decision.reason)
         return decision
@@ -62,23 +71,30 @@ def prometheus_hosts():
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
     registry = CollectorRegistry(auto_describe=False)
+    signals = Counter("trading_signals", "Signals", ["symbol"], registry=registry)
     vetoes = Counter("trading_risk_vetoes", "Vetoes", ["reason", "symbol"], registry=registry)
     last = Gauge("trading_last_event_time_seconds", "Last event", ["event"], registry=registry)
 
     class PerCall(StubHost):
         def check(self, signal):
             decision = VETO
+            signals.labels(decision.signal.symbol).inc()
+            last.labels("signal").set(time.time())
             if not decision.approved:
                 vetoes.labels(decision.reason, decision.signal.symbol).inc()
                 last.labels("veto").set(time.time())
             return decision
 
+    bound_signal = signals.labels(SIGNAL.symbol)
+    bound_last_signal = last.labels("signal")
     bound_veto = vetoes.labels(VETO.reason, SIGNAL.symbol)
     bound_last = last.labels("veto")
 
     class Bound(StubHost):
         def check(self, signal):
             decision = VETO
+            bound_signal.inc()
+            bound_last_signal.set(time.time())
             if not decision.approved:
                 bound_veto.inc()
                 bound_last.set(time.time())
@@ -94,14 +110,19 @@ def sdk_host():
 
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("bench")
+    signals = meter.create_counter(sc.METRIC_SIGNALS)
     counter = meter.create_counter(sc.METRIC_VETOES)
     gauge = meter.create_gauge(sc.METRIC_LAST_EVENT_TIME)
+    signal_attrs = {sc.ATTR_SYMBOL: SIGNAL.symbol}
     attrs = {sc.ATTR_VETO_REASON: VETO.reason, sc.ATTR_SYMBOL: SIGNAL.symbol}
+    signal_event = {sc.ATTR_EVENT: sc.EVENT_SIGNAL}
     event = {sc.ATTR_EVENT: sc.EVENT_VETO}
 
     class Sync(StubHost):
         def check(self, signal):
             decision = VETO
+            signals.add(1, signal_attrs)
+            gauge.set(time.time(), signal_event)
             if not decision.approved:
                 counter.add(1, attrs)
                 gauge.set(time.time(), event)
@@ -130,14 +151,16 @@ def run_alternatives(loops: int = 2_000, rounds: int = 31, checked: bool = True)
                  "prom per call": lambda: per_call.check(SIGNAL), "prom bound": lambda: bound.check(SIGNAL),
                  "sdk sync": lambda: sync.check(SIGNAL), "otel_diag": lambda: ours.check(SIGNAL)}
         overheads, bare_ns = paired_overheads(calls, "bare", loops=loops, rounds=rounds)
-        counted = telemetry.snapshot().total_vetoes
-    assert counted > 0 and _veto_counters.total_vetoes > 0, "a variant recorded nothing"
+        derived = telemetry.snapshot()
+    assert derived.total_vetoes > 0 and derived.total_signals == derived.total_vetoes, "otel_diag recorded otherwise"
+    assert _veto_counters.total_vetoes > 0 and _veto_counters.total_signals == _veto_counters.total_vetoes
     assert registry.get_sample_value("trading_risk_vetoes_total", {"reason": VETO.reason, "symbol": SIGNAL.symbol}) > 0
+    assert registry.get_sample_value("trading_signals_total", {"symbol": SIGNAL.symbol}) > 0
     assert reader.get_metrics_data() is not None
     naive_ns = overheads["naive"]
     rows = []
     for name, label in LABELS.items():
-        rows.append(Row("5 vs. alternatives (one veto: count + last time)", label, "overhead over the bare call",
+        rows.append(Row("5 vs. alternatives (one vetoed signal: 2 counts + 2 last times)", label, "overhead over the bare call",
                         overheads[name], "ns",
                         note=(f"{overheads[name] / naive_ns:.2f}× the naive approach" if name != "naive"
                               else f"bare call {bare_ns:.0f} ns"), key=f"alternatives/{name}"))

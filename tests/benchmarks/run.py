@@ -137,7 +137,7 @@ def findings(report: Report) -> List[str]:
     alt = {n: row(f"alternatives/{n}") for n in ("naive", "prom per call", "prom bound", "sdk sync", "otel_diag")}
     if all(alt.values()):
         ours = alt["otel_diag"].value
-        out.append(f"Against what a user would write, per veto: otel_diag {_us(ours)} with the engine untouched; "
+        out.append(f"Against what a user would write, per vetoed signal (the signal and the veto, each counted and stamped): otel_diag {_us(ours)} with the engine untouched; "
                    f"the spec's naive globals {_us(alt['naive'].value)} ({ours / alt['naive'].value:.2f}×: we "
                    f"{'beat' if ours < alt['naive'].value else 'do not beat'} them, and they export nothing, are not "
                    f"thread-safe and keep no symbol); prometheus_client with labels bound every call "

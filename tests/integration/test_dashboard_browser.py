@@ -1,6 +1,8 @@
 """The risk panel in a real browser: Streamlit on 127.0.0.1, Debian's Chromium driven by Playwright.
 
-Writes the README's screenshot, docs/images/risk_panel.png.
+Takes a screenshot of the panel into the test's temp folder; ``make screenshot`` runs this test
+with ``OTEL_DIAG_SCREENSHOT=docs/images/risk_panel.png`` to refresh the README's image (so
+``make test`` leaves the working tree as it was).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-SCREENSHOT = os.path.join(ROOT, "docs", "images", "risk_panel.png")
+SCREENSHOT_ENV = "OTEL_DIAG_SCREENSHOT"  # where to write the screenshot (make screenshot: the README's image)
 JAEGER = "http://127.0.0.1:16686"
 
 
@@ -88,7 +90,8 @@ def panel(tmp_path):
             proc.stdout.close()
 
 
-def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(panel):
+def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(panel, tmp_path):
+    screenshot = os.environ.get(SCREENSHOT_ENV) or str(tmp_path / "risk_panel.png")
     from playwright.sync_api import sync_playwright
 
     url, state = panel
@@ -113,8 +116,8 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
             link = tables.nth(0).get_by_role("link").first.get_attribute("href")
             assert link == f"{JAEGER}/trace/{fx.TRACE_IDS['signals']}"
 
-            os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-            page.screenshot(path=SCREENSHOT, full_page=True)
+            os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
+            page.screenshot(path=screenshot, full_page=True)
 
             # Auto-refresh picks up a new executor; its hostile strings render as text, never as HTML.
             fx.write_state(state / "executor-c", fx.hostile(time.time()))
@@ -126,4 +129,4 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
             assert dialogs == []
         finally:
             browser.close()
-    assert os.path.getsize(SCREENSHOT) > 20_000
+    assert os.path.getsize(screenshot) > 20_000
