@@ -144,7 +144,9 @@ def findings(report: Report) -> List[str]:
                    f"{_us(alt['prom per call'].value)} ({ours / alt['prom per call'].value:.2f}×), with children "
                    f"bound once {_us(alt['prom bound'].value)} ({ours / alt['prom bound'].value:.2f}×"
                    + (": cheaper than us, because it is written into the engine's code and needs no wrapt call"
-                      if alt['prom bound'].value < ours else ": we match it with the engine untouched")
+                      if alt['prom bound'].value < 0.95 * ours else
+                      ": we match it with the engine untouched" if alt['prom bound'].value < 1.05 * ours else
+                      ": we beat it, with the engine untouched")
                    + f"); the OTel SDK's "
                    f"synchronous instruments {_us(alt['sdk sync'].value)} ({ours / alt['sdk sync'].value:.2f}×).")
     return out
