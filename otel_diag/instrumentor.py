@@ -8,9 +8,12 @@ Usage::
     ...
     ExecutionInstrumentor().uninstrument()      # the engine's functions are the originals again
 
-The patches are installed as wrapt post-import hooks, so an engine module is patched when
-it is imported, whatever the import order. ``opentelemetry-instrument python -m execution``
-finds this class through the ``opentelemetry_instrumentor`` entry point.
+The patches are installed by wrapt post-import hooks, so an engine module is patched when
+it is imported, whatever the import order; each is ``otel_diag.wrappers.install_patch``: a
+plain method gets a function of the same name and signature (bound by Python like the
+original, nothing stored on instances), anything else a ``wrapt.FunctionWrapper``.
+``opentelemetry-instrument python -m execution`` finds this class through the
+``opentelemetry_instrumentor`` entry point.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ from typing import Any, Collection, List, Optional, Tuple
 import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
 
 from otel_diag import semconv as sc
 from otel_diag.instruments import StateCell, register_instruments
@@ -32,12 +34,9 @@ from otel_diag.package import _instruments
 from otel_diag.state import EventState
 from otel_diag.targets import TARGETS, Target
 from otel_diag.version import __version__
-from otel_diag.wrappers import ACTIVE, Binding, MethodWrapper, make_wrapper
+from otel_diag.wrappers import ACTIVE, Binding, install_patch, is_patch, make_wrapper, remove_patch
 
 _logger = logging.getLogger(__name__)
-
-# wrapt 2 splits the proxy classes: FunctionWrapper derives from BaseObjectProxy, not ObjectProxy.
-_PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 
 # One StateCell per MeterProvider: instruments are created once per provider (the SDK keeps the
 # first instrument of a name), and re-instrumenting only points the cell at the new state.
@@ -104,9 +103,9 @@ class ExecutionInstrumentor(BaseInstrumentor):
             try:
                 owner, attr = _owner(module, target.name)
                 current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
-                if isinstance(current, _PROXY):
+                if is_patch(current):
                     return  # already patched
-                wrapt.wrap_object(owner, attr, MethodWrapper, (make_wrapper(target.spec, ACTIVE), attr))
+                install_patch(owner, attr, make_wrapper(target.spec, ACTIVE))
                 self._wrapped.append((owner, attr))
             except Exception:
                 _logger.warning("otel_diag: could not patch %s.%s", target.module, target.name, exc_info=True)
@@ -119,10 +118,7 @@ class ExecutionInstrumentor(BaseInstrumentor):
         for cell in getattr(self, "_cells", ()):
             cell.state = None
         for owner, attr in reversed(self._wrapped):
-            patch = owner.__dict__.get(attr) if isinstance(owner, type) else None
-            if isinstance(patch, MethodWrapper):
-                patch.forget_instances()  # instances' cached bound wrappers first, then the class attribute
-            unwrap(owner, attr)
+            remove_patch(owner, attr)
         self._wrapped = []
 
     @staticmethod
@@ -134,7 +130,7 @@ class ExecutionInstrumentor(BaseInstrumentor):
             if module is None:
                 continue
             owner, attr = _owner(module, target.name)
-            if isinstance(owner.__dict__.get(attr), _PROXY):
+            if is_patch(owner.__dict__.get(attr)):
                 found.append(f"{target.module}.{target.name}")
         return found
 

@@ -229,14 +229,9 @@ def _before_wrapper(spec: EventSpec, holder: Holder) -> Callable:
     return make_wrapper(BEFORE_SPECS.get(spec.span_name, spec), holder)
 
 
-class PlainPatch(wrapt.FunctionWrapper):
+def _plain_patch(owner: Any, attr: str, wrapper: Callable) -> None:
     """How methods were patched before issue 7: a plain FunctionWrapper, bound again on every access."""
-
-    def __init__(self, wrapped: Any, wrapper: Callable, name: Optional[str] = None) -> None:
-        super().__init__(wrapped, wrapper)
-
-    def forget_instances(self) -> None:
-        pass
+    wrapt.wrap_function_wrapper(owner, attr, wrapper)
 
 
 @contextlib.contextmanager
@@ -244,10 +239,10 @@ def installed_in_engine() -> Iterator[None]:
     """While open, ``otel_diag.configure()`` patches the engine with the pre-issue-7 hot path."""
     import otel_diag.instrumentor as instrumentor
 
-    saved = instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper
-    instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper = \
-        _before_binding, _before_wrapper, PlainPatch
+    saved = instrumentor.Binding, instrumentor.make_wrapper, instrumentor.install_patch
+    instrumentor.Binding, instrumentor.make_wrapper, instrumentor.install_patch = \
+        _before_binding, _before_wrapper, _plain_patch
     try:
         yield
     finally:
-        instrumentor.Binding, instrumentor.make_wrapper, instrumentor.MethodWrapper = saved
+        instrumentor.Binding, instrumentor.make_wrapper, instrumentor.install_patch = saved

@@ -11,8 +11,8 @@ Variants, interleaved repeat by repeat (each on a fresh state dir, the engine's 
 - ``no-instrument``: the baseline (``RunOptions(instrument=False)``);
 - ``metrics only``: ``configure(tracing=False)``, no publisher — the trading loop's cost;
 - ``metrics only · before``: the same with the hot path as it was before issue 7 (``_before.py``);
-- ``wrapt floor``: patched like ``metrics only``, but from the second cycle on every wrapper returns
-  at its first line (binding detached): what the wrapt patches cost before otel_diag does anything;
+- ``patch floor``: patched like ``metrics only``, but from the second cycle on every wrapper returns
+  at its first line (binding detached): what the patches cost before otel_diag does anything;
 - ``full tracing``: every span recorded into a BatchSpanProcessor whose exporter drops them, no publisher;
 - ``metrics + publishing``: the shipped config, which publishes diagnostics.json (atomic, fsync)
   every 60 s of *engine* time — in a replay of 60 s bars that is every bar.
@@ -41,7 +41,7 @@ from tests.benchmarks.fixtures import DropSpanExporter, quiet_otel
 from tests.benchmarks.harness import Row, percentile
 
 SHIPPED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "strategy_config.json")
-VARIANTS = ("no-instrument", "wrapt floor", "metrics only · before", "metrics only", "full tracing",
+VARIANTS = ("no-instrument", "patch floor", "metrics only · before", "metrics only", "full tracing",
             "metrics + publishing")
 RATIO_BUDGET = 1.10
 ADDED_MS_BUDGET = 1.0
@@ -67,7 +67,7 @@ def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str) -> 
     def on_cycle(_result: object) -> None:
         if not bound:
             bound.append(type(ACTIVE.binding).__name__)
-            if variant == "wrapt floor":  # cycle intervals start at the first on_cycle: all detached
+            if variant == "patch floor":  # cycle intervals start at the first on_cycle: all detached
                 ACTIVE.binding = None
         stamps.append(time.perf_counter_ns())
 
@@ -132,17 +132,17 @@ def run_engine(bars: int = 5_000, repeats: int = 5, checked: bool = True) -> Tup
         Row(group, "no-instrument (baseline)", "mean cycle time of the loop", per_cycle["no-instrument"], "ms",
             note=f"cycle p50 {p50['no-instrument']:.3f} ms, p99 {p99['no-instrument']:.3f} ms", key="engine/baseline",
             data={f"per_cycle_ms/{v}": per_cycle[v] for v in VARIANTS}),
-        Row(group, "wrapt floor: patched, wrappers detached", "loop wall time / no-instrument",
-            wall["wrapt floor"] / base, "x", note="the cost of the wrapt patches alone (the calls the instrumentor "
-                                                  "patches with tracing off), before any otel_diag work; " + pct("wrapt floor"),
-            key="engine/wrapt floor"),
+        Row(group, "patch floor: patched, wrappers detached", "loop wall time / no-instrument",
+            wall["patch floor"] / base, "x", note="the cost of the patches alone (the calls the instrumentor "
+                                                  "patches with tracing off), before any otel_diag work; " + pct("patch floor"),
+            key="engine/patch floor"),
         Row(group, "metrics only (no publisher) · before", "loop wall time / no-instrument",
             wall["metrics only · before"] / base, "x", key="engine/metrics only/before",
             note="the hot path before issue 7; " + pct("metrics only · before")),
         Row(group, "metrics only (no publisher)" + " · after", "loop wall time / no-instrument", wall["metrics only"] / base, "x",
             budget=RATIO_BUDGET, budget_text="≤ 1.10×", checked=checked, key="engine/metrics only",
             note=f"{(per_cycle['metrics only'] - per_cycle['no-instrument']) * 1000:+.1f} µs a cycle, of which "
-                 f"{(per_cycle['wrapt floor'] - per_cycle['no-instrument']) * 1000:+.1f} µs wrapt's; "
+                 f"{(per_cycle['patch floor'] - per_cycle['no-instrument']) * 1000:+.1f} µs the patches'; "
                  + pct("metrics only")),
         Row(group, "full tracing (no publisher)", "added time per cycle vs. no-instrument",
             per_cycle["full tracing"] - per_cycle["no-instrument"], "ms+", budget=ADDED_MS_BUDGET,

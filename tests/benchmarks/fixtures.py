@@ -25,7 +25,7 @@ import otel_diag
 from execution.models import (Bar, ExitScanResult, Order, Position, PositionSide, RiskDecision, RouteResult, Side,
                               Signal, SliceResult, TpSlEntry)
 from otel_diag import semconv as sc
-from otel_diag.wrappers import MethodWrapper
+from otel_diag.wrappers import patch_function
 
 T0 = 1_767_571_200.0
 SYMBOL = "BTCUSDT"
@@ -96,14 +96,14 @@ class EchoHost:
         return decision
 
 
-def wrapped_host(method: str, wrapper: Callable, base: type = StubHost, cached: bool = True):
+def wrapped_host(method: str, wrapper: Callable, base: type = StubHost, wrapt_patch: bool = False):
     """A ``base`` whose ``method`` is wrapped by ``wrapper`` exactly as the instrumentor patches a class.
 
-    ``cached=False`` patches with a plain ``wrapt.FunctionWrapper`` (a bound wrapper built on every
+    ``wrapt_patch=True`` patches with a ``wrapt.FunctionWrapper`` (a bound wrapper built on every
     access), as the instrumentor did before issue 7.
     """
-    patch = MethodWrapper(getattr(base, method), wrapper, method) if cached else \
-        wrapt.FunctionWrapper(getattr(base, method), wrapper)
+    original = base.__dict__[method]
+    patch = wrapt.FunctionWrapper(original, wrapper) if wrapt_patch else patch_function(original, wrapper)
     cls = type("Wrapped" + base.__name__, (base,), {method: patch})
     return cls()
 

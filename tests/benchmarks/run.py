@@ -51,10 +51,12 @@ NOTES = [
     "check, parent, new context); a tracer whose sampler is the static `ALWAYS_OFF` takes the metrics-only "
     "path (no span object: the SDK's own `start_span` for a dropped span costs more than the whole "
     "sampler-off budget); exit-scan gauges are derived at collection from the immutable `ExitScanResult` "
-    "instead of on every scan; folded-over series keys are remembered only up to the series cap; methods are "
-    "patched with `MethodWrapper`, which caches each instance's bound wrapper in the instance's `__dict__` "
-    "(as `functools.cached_property` does) instead of wrapt building a `BoundFunctionWrapper` on every "
-    "access; the two events of one router call share one clock read and one lock (`EventState.hit2`). "
+    "instead of on every scan; folded-over series keys are remembered only up to the series cap; a plain "
+    "method is patched with a function of the same name and signature (`otel_diag.wrappers.patch_function`, "
+    "bound by Python like the original) instead of a `wrapt.FunctionWrapper`, which builds a "
+    "`BoundFunctionWrapper` on every access; signals are counted at `risk.check`, so `signal.generate` is "
+    "not patched with tracing off; the two events of one call share one clock read and one lock "
+    "(`EventState.hit2`). "
     "The \"before\" rows patch with a plain `wrapt.FunctionWrapper`, as then. Snapshot: derived from the "
     "instruments' observations instead of an SDK collection (equal result, checked in every run and by "
     "tests/unit/otel_diag/test_reader_observations.py), and the state files are written with the C JSON "
@@ -76,22 +78,23 @@ def findings(report: Report) -> List[str]:
     """Plain statements computed from the rows: what the misses are made of, where we stand."""
     out: List[str] = []
     row = report.find
-    floor = row("calls/wrapt floor")
+    floor = row("calls/patch floor")
     if floor is not None:
         parts = []
         for span in ("risk.check approved", "risk.check vetoed", "order.route"):
             r = row(f"calls/metrics only/{span}")
             before = row(f"calls/metrics only/{span}/before")
             if r is not None:
-                parts.append(f"{span} {_us(r.value)} = wrapt {_us(floor.value)} + otel_diag {_us(r.value - floor.value)}"
+                parts.append(f"{span} {_us(r.value)} = patch {_us(floor.value)} + otel_diag {_us(r.value - floor.value)}"
                              + (f" (before: {_us(before.value)})" if before is not None else ""))
-        plain = row("calls/wrapt floor/plain")
+        plain = row("calls/patch floor/plain")
         gen_before = row("calls/metrics only/signal.generate/before")
         out.append("Per call, metrics only (section 1): "
-                   + "; ".join(parts) + ". A wrapt patch of a method costs "
+                   + "; ".join(parts) + ". A patch of a method costs "
                    f"{_us(floor.value)} here before otel_diag runs a line"
-                   + (f" ({_us(plain.value)} with a plain `wrapt.FunctionWrapper`, which builds a bound wrapper "
-                      f"on every access; `MethodWrapper` caches it on the instance)" if plain is not None else "")
+                   + (f" ({_us(plain.value)} with a `wrapt.FunctionWrapper`, which builds a bound wrapper on "
+                      f"every access; the instrumentor patches a plain method with a function instead)"
+                      if plain is not None else "")
                    + f", so the 1 µs budget leaves {_us(1000 - floor.value)} for the count and the stamp (a lock, "
                    f"a clock read, two dict operations); a veto and `order.route` record two events under one lock. "
                    f"`signal.generate` is not patched at all with tracing off: the signal is counted when it reaches "
@@ -102,14 +105,14 @@ def findings(report: Report) -> List[str]:
     if off is not None and off_before is not None:
         out.append(f"Sampler off: {_us(off_before.value)} → {_us(off.value)} a call (risk.check): with the static "
                    f"`ALWAYS_OFF` sampler the wrapper no longer asks the SDK for a span that can never record.")
-    base, floor_e, metrics = row("engine/baseline"), row("engine/wrapt floor"), row("engine/metrics only")
+    base, floor_e, metrics = row("engine/baseline"), row("engine/patch floor"), row("engine/metrics only")
     if base is not None and floor_e is not None and metrics is not None:
         pc = base.data
-        ours = (pc["per_cycle_ms/metrics only"] - pc["per_cycle_ms/wrapt floor"]) * 1000
-        wrapt_us = (pc["per_cycle_ms/wrapt floor"] - pc["per_cycle_ms/no-instrument"]) * 1000
+        ours = (pc["per_cycle_ms/metrics only"] - pc["per_cycle_ms/patch floor"]) * 1000
+        wrapt_us = (pc["per_cycle_ms/patch floor"] - pc["per_cycle_ms/no-instrument"]) * 1000
         before = row("engine/metrics only/before")
         out.append(f"Engine, metrics only: {metrics.value:.3f}× the uninstrumented loop"
-                   + (f" (before: {before.value:.3f}×)" if before is not None else "") + ", of which the wrapt patches "
+                   + (f" (before: {before.value:.3f}×)" if before is not None else "") + ", of which the patches "
                    f"alone are {floor_e.value:.3f}× ({wrapt_us:+.1f} µs a cycle for the calls patched with tracing off: "
                    f"risk.check, order.route, order.twap_slice, exit.scan, exit.trigger) and "
                    f"otel_diag's own work {ours:+.1f} µs a cycle. A cycle of this paper engine is "
@@ -143,7 +146,7 @@ def findings(report: Report) -> List[str]:
                    f"thread-safe and keep no symbol); prometheus_client with labels bound every call "
                    f"{_us(alt['prom per call'].value)} ({ours / alt['prom per call'].value:.2f}×), with children "
                    f"bound once {_us(alt['prom bound'].value)} ({ours / alt['prom bound'].value:.2f}×"
-                   + (": cheaper than us, because it is written into the engine's code and needs no wrapt call"
+                   + (": cheaper than us, because it is written into the engine's code and needs no patch"
                       if alt['prom bound'].value < 0.95 * ours else
                       ": we match it with the engine untouched" if alt['prom bound'].value < 1.05 * ours else
                       ": we beat it, with the engine untouched")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import wrapt
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -15,6 +14,7 @@ from execution.executor_live import RunHooks, RunOptions, run
 from execution.scenarios import SCENARIOS
 from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.targets import TARGETS
+from otel_diag.wrappers import is_patch
 
 CYCLES = 80
 FAULT_AT = 40
@@ -72,7 +72,7 @@ def test_replay_when_no_instrument_then_no_wrapper_is_installed_during_the_run(t
             owner = sys.modules[target.module]
             for part in target.name.split(".")[:-1]:
                 owner = getattr(owner, part)
-            wrapped.append(isinstance(owner.__dict__[target.name.split(".")[-1]], wrapt.FunctionWrapper))
+            wrapped.append(is_patch(owner.__dict__[target.name.split(".")[-1]]))
         seen.append((ExecutionInstrumentor.patched(), otel_diag.current(), any(wrapped)))
 
     replay(repo_root, tmp_path, "healthy", instrument=False, hooks=RunHooks(on_cycle=on_cycle))

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-import wrapt
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,7 +22,7 @@ from otel_diag import wrappers
 from otel_diag._log import RateLimitedLog
 from otel_diag.instrumentor import ExecutionInstrumentor, import_engine
 from otel_diag.targets import TARGETS, Target
-from otel_diag.wrappers import ACTIVE, EventSpec
+from otel_diag.wrappers import ACTIVE, EventSpec, is_patch
 
 T0 = 1_767_571_200.0
 ALL_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS]
@@ -55,7 +54,7 @@ def originals() -> dict:
     """The engine's own functions, taken while nothing is patched."""
     assert ExecutionInstrumentor.patched() == []
     functions = engine_functions()
-    assert not any(isinstance(f, wrapt.FunctionWrapper) for f in functions.values())
+    assert not any(is_patch(f) for f in functions.values())
     return functions
 
 
@@ -84,7 +83,7 @@ def test_instrument_when_engine_imported_then_every_target_patched_once(original
 
     assert ExecutionInstrumentor.patched() == ALL_TARGETS
     for name, fn in engine_functions().items():
-        assert isinstance(fn, wrapt.FunctionWrapper)
+        assert is_patch(fn)
         assert fn.__wrapped__ is originals[name]  # one layer, around the original
 
 
@@ -255,7 +254,7 @@ def test_instrument_when_module_imported_later_then_patched_on_import(late_modul
 
     module = importlib.import_module(late_module)
 
-    assert isinstance(module.Late.__dict__["work"], wrapt.FunctionWrapper)
+    assert is_patch(module.Late.__dict__["work"])
     assert module.Late().work(21) == 42
     assert [s.name for s in providers[3].get_finished_spans()] == ["late.work"]
     original = module.Late.__dict__["work"].__wrapped__
@@ -269,7 +268,7 @@ def test_uninstrument_when_before_import_then_the_stale_hook_patches_nothing(lat
 
     module = importlib.import_module(late_module)
 
-    assert not isinstance(module.Late.__dict__["work"], wrapt.FunctionWrapper)
+    assert not is_patch(module.Late.__dict__["work"])
 
 
 def test_configure_when_sampler_always_off_then_span_only_targets_left_unpatched():
