@@ -27,7 +27,7 @@ values that do not belong in metric attributes). Two ways in, one derivation:
   counter's point is the value observed for its attribute set, a gauge's the last one. The
   SDK's cardinality limit is applied the way the SDK applies it (attribute sets beyond the
   first ``limit`` of a metric fold into one ``otel.metric.overflow`` set), so the view equals
-  ``derive()`` of a collection by any reader of that provider with the same limit (the SDK's
+  ``derive()`` of a collection by any cumulative reader of that provider with the same limit (the SDK's
   default, 2,000) — provided the reader has seen only the current state: an SDK reader keeps
   counting the attribute sets of an earlier state towards its limit after a re-bind or an
   ``EventState.reset()``, so beyond the limit it may fold sooner than the observations do.

@@ -34,11 +34,29 @@ class Series:
 
     def __init__(self, metric: str, attributes: Mapping[str, object]) -> None:
         self.metric = metric
-        # Plain values only (anything else as its str): every reader — the SDK, which would otherwise
-        # clean the attributes its own way, and the diagnostics' observations — then sees the same set.
-        self.attributes = {str(k): v if isinstance(v, (str, bool, int, float)) else str(v)
-                           for k, v in attributes.items()}
+        self.attributes = dict(attributes)
         self.value = 0
+
+
+_PLAIN = (str, bool, int, float)
+
+
+def plain_attributes(attributes: Mapping[str, object]) -> Dict[str, object]:
+    """``attributes`` with plain values only: str, bool, int, float, or a tuple of them; anything else as its str.
+
+    Applied before a series is keyed, so two values that read the same are one series, and every
+    reader — the SDK, which would otherwise clean values its own way, and the diagnostics'
+    observations — sees the same attribute set.
+    """
+    out: Dict[str, object] = {}
+    for key, value in attributes.items():
+        if not isinstance(value, _PLAIN):
+            if isinstance(value, (tuple, list)) and all(isinstance(v, _PLAIN) for v in value):
+                value = tuple(value)
+            else:
+                value = str(value)
+        out[str(key)] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,7 @@ class EventState:
     # -- binding (once per attribute set; off the hot path after the first call) --------
     def series(self, metric: str, attributes: Optional[Mapping[str, object]] = None) -> Series:
         """The series of ``metric`` with ``attributes``, created on first use, capped per metric."""
+        attributes = plain_attributes(attributes) if attributes else None
         key = (metric, tuple(sorted(attributes.items())) if attributes else ())
         found = self._series.get(key)
         if found is not None:

@@ -4,9 +4,12 @@ Usage — as a decorator on your own strategy or router code::
 
     import otel_diag
 
-    @otel_diag.traced_event("my_strategy.signal", event="signal", counter=otel_diag.semconv.METRIC_SIGNALS)
-    def my_signal(bar):
+    @otel_diag.traced_event("my_router.send", event="router")      # stamps router liveness on every call
+    def send(order):
         ...
+
+(The engine's own signals are counted at ``risk.check``; a decorated signal function of an
+engine that is also instrumented would count them twice — stamp it without ``counter``.)
 
 and as patches (:func:`install_patch`: a plain method gets a function of the same name and
 signature, anything else a ``wrapt.FunctionWrapper``), applied by
@@ -41,6 +44,8 @@ from otel_diag.state import EventState, Series
 
 _log = RateLimitedLog(logging.getLogger("otel_diag"))
 _MISSING = object()
+_NO_INSTANCE = object()
+_OURS = "__otel_diag_wrapper__"  # set on every wrapper make_wrapper returns: tells our wrapt patches from others'
 # wrapt 2 splits the proxy classes: FunctionWrapper derives from BaseObjectProxy, not ObjectProxy.
 _PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 _INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # the SDK then counts dropped spans too
@@ -232,60 +237,81 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 except Exception:
                     _log.exception(end_key, "otel_diag: ending a span failed")
 
+    setattr(wrapper, _OURS, True)
     return wrapper
 
 
-_PATCH_MARK = "__otel_diag_patch__"
+def _trampoline(original: Any, wrapper: Callable) -> Callable:
+    bind = original.__get__
+
+    def patched(instance: Any = _NO_INSTANCE, /, *args: Any, **kwargs: Any) -> Any:
+        if instance is _NO_INSTANCE or instance is None:  # not a call on an instance: the original's own behaviour
+            return original(*args, **kwargs) if instance is _NO_INSTANCE else original(None, *args, **kwargs)
+        return wrapper(bind(instance), instance, args, kwargs)
+
+    return patched
+
+
+_PATCH_CODE = _trampoline(lambda instance: None, lambda *a: None).__code__  # every patch_function shares it
 
 
 def patch_function(original: Any, wrapper: Callable) -> Any:
-    """The class-level patch of a plain method: a function calling ``wrapper(bound, self, args, kwargs)``.
+    """The class-level patch of a plain method: a function calling ``wrapper(bound, instance, args, kwargs)``.
 
     Used for plain synchronous functions on a class (every engine target); anything else
     (a ``classmethod``, a coroutine or generator function, a builtin) gets a
-    ``wrapt.FunctionWrapper`` — see :func:`is_patch` and :func:`original_of`. Why not wrapt here:
-    a ``FunctionWrapper`` on a class builds a ``BoundFunctionWrapper`` on every attribute access
-    (``engine.risk.check`` → bind → call), ≈ 0.5 µs a call on this machine against ≈ 0.17 µs
-    for a function, which Python binds like the original method. The patch is a function like
-    the one it replaces: same name, qualified name, module, docstring and ``__wrapped__``
-    (``inspect.signature`` follows it), no per-instance state, so copying or pickling an engine
-    object is unaffected; the wrapper sees the same ``(wrapped, instance, args, kwargs)`` as
-    under wrapt, ``wrapped`` being the original bound to ``self``.
+    ``wrapt.FunctionWrapper`` (:func:`install_patch`). Why not wrapt here: a ``FunctionWrapper``
+    on a class builds a ``BoundFunctionWrapper`` on every attribute access (``engine.risk.check``
+    → bind → call), ≈ 0.5 µs a call on this machine against ≈ 0.17 µs for a function, which
+    Python binds like the original method. The patch is a function like the one it replaces:
+    same name, qualified name, module, docstring and ``__wrapped__`` (``inspect.signature``
+    follows it), no per-instance state, so copying or pickling an engine object is unaffected.
+    The wrapper sees the same ``(wrapped, instance, args, kwargs)`` as under wrapt, ``wrapped``
+    being the original bound to the instance. The instance is taken positionally, so a keyword
+    argument named like the method's first parameter still reaches the original; a call that is
+    not on an instance (no argument, or ``None``) goes to the original unwrapped, with its own errors.
     """
-    bind = original.__get__
-
-    @functools.wraps(original)
-    def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return wrapper(bind(self), self, args, kwargs)
-
-    setattr(patched, _PATCH_MARK, True)
-    return patched
+    return functools.wraps(original)(_trampoline(original, wrapper))
 
 
 def patchable_as_function(value: Any) -> bool:
     """Whether :func:`patch_function` applies to ``value``, a class's attribute: a plain synchronous function."""
-    return (isinstance(value, types.FunctionType) and not getattr(value, _PATCH_MARK, False)
+    return (type(value) is types.FunctionType and not is_patch(value)
             and not (inspect.iscoroutinefunction(value) or inspect.isgeneratorfunction(value)
                      or inspect.isasyncgenfunction(value)))
 
 
 def is_patch(value: Any) -> bool:
-    """Whether ``value`` is an otel_diag patch: a :func:`patch_function` or a wrapt proxy."""
-    return getattr(value, _PATCH_MARK, False) is True and isinstance(value, types.FunctionType) \
-        or isinstance(value, _PROXY)
+    """Whether ``value`` is an otel_diag patch: a :func:`patch_function`, or a wrapt proxy around a wrapper of ours.
+
+    Recognised by what they are, not by an attribute a ``functools.wraps`` around them would copy:
+    someone else's wrapper around (or under) ours is not taken for ours.
+    """
+    if isinstance(value, _PROXY):  # first: a proxy passes isinstance checks for what it wraps
+        return getattr(getattr(value, "_self_wrapper", None), _OURS, False) is True
+    return type(value) is types.FunctionType and value.__code__ is _PATCH_CODE
 
 
-def install_patch(owner: Any, attr: str, wrapper: Callable) -> None:
-    """Patch ``owner.attr`` with ``wrapper``: :func:`patch_function` for a plain method, else wrapt."""
-    current = owner.__dict__.get(attr) if isinstance(owner, type) else None
-    if current is not None and patchable_as_function(current):
+def install_patch(owner: Any, attr: str, wrapper: Callable, *, use_wrapt: bool = False) -> None:
+    """Patch ``owner.attr`` with ``wrapper``: :func:`patch_function` for a plain method, else wrapt.
+
+    ``use_wrapt`` takes a ``wrapt.FunctionWrapper`` even for a plain method (how methods were
+    patched before issue 7; the benchmarks' "before" rows). Nothing happens when it is patched
+    already (one layer, whatever the number of calls).
+    """
+    current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+    if is_patch(current):
+        return
+    if not use_wrapt and isinstance(owner, type) and patchable_as_function(current):
         setattr(owner, attr, patch_function(current, wrapper))
     else:
+        if not getattr(wrapper, _OURS, False):
+            setattr(wrapper, _OURS, True)
         wrapt.wrap_function_wrapper(owner, attr, wrapper)
 
 
 def remove_patch(owner: Any, attr: str) -> None:
-    """Put back what :func:`install_patch` replaced (nothing happens when ``owner.attr`` is no patch)."""
+    """Put back what :func:`install_patch` replaced (nothing happens when ``owner.attr`` is no patch of ours)."""
     current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
     if is_patch(current):
         setattr(owner, attr, current.__wrapped__)

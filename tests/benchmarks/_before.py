@@ -18,7 +18,6 @@ import contextlib
 import logging
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -28,7 +27,7 @@ from otel_diag import semconv as sc
 from otel_diag._log import RateLimitedLog
 from otel_diag.state import EventState, ExitGauges, Series
 from otel_diag.targets import TARGETS, _arg
-from otel_diag.wrappers import EventSpec, Holder
+from otel_diag.wrappers import EventSpec, Holder, install_patch
 
 _log = RateLimitedLog(logging.getLogger("otel_diag.bench.before"))
 _MISSING = object()
@@ -231,7 +230,7 @@ def _before_wrapper(spec: EventSpec, holder: Holder) -> Callable:
 
 def _plain_patch(owner: Any, attr: str, wrapper: Callable) -> None:
     """How methods were patched before issue 7: a plain FunctionWrapper, bound again on every access."""
-    wrapt.wrap_function_wrapper(owner, attr, wrapper)
+    install_patch(owner, attr, wrapper, use_wrapt=True)
 
 
 @contextlib.contextmanager

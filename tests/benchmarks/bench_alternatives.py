@@ -13,7 +13,7 @@ timed in the same rounds against the bare call:
 - prometheus_client: ``Counter.labels(reason, symbol).inc()`` plus ``Gauge.labels(event).set(now)``,
   labels bound on every call, and bound once (children kept);
 - the OpenTelemetry SDK's synchronous instruments: ``Counter.add`` + ``Gauge.set`` with prebuilt attributes;
-- otel_diag, metrics only: the engine untouched, a wrapt patch on ``RiskEngine.check``.
+- otel_diag, metrics only: the engine untouched, ``RiskEngine.check`` patched as the instrumentor does.
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ LABELS = {
     "prom per call": "prometheus_client `Counter.labels(...).inc()` + `Gauge.labels(...).set()`, labels every call",
     "prom bound": "prometheus_client, children bound once (`child.inc()` + `child.set()`)",
     "sdk sync": "OTel SDK synchronous `Counter.add` + `Gauge.set` (prebuilt attributes)",
-    "otel_diag": "otel_diag metrics only (wrapt patch, engine untouched)",
+    "otel_diag": "otel_diag metrics only (a patched method, engine untouched)",
 }
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
-from otel_diag import semconv as sc
 from otel_diag.targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 from tests.benchmarks import _before

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from typing import Dict, List, Tuple
@@ -34,7 +35,8 @@ from typing import Dict, List, Tuple
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from execution.executor_live import RunHooks, RunOptions, run
-from otel_diag.instrumentor import ExecutionInstrumentor
+from otel_diag.instrumentor import ExecutionInstrumentor, _owner, import_engine
+from otel_diag.targets import TARGETS
 from otel_diag.wrappers import ACTIVE
 from tests.benchmarks import _before
 from tests.benchmarks.fixtures import DropSpanExporter, quiet_otel
@@ -58,7 +60,18 @@ def _configs(folder: str) -> Dict[str, str]:
     return {"loop": loop, "shipped": os.path.abspath(SHIPPED_CONFIG)}
 
 
-def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str) -> Tuple[List[int], dict]:
+def _engine_functions() -> Dict[str, object]:
+    """What each patch-table target's class holds now (the same objects as before any run, if all is well)."""
+    import_engine()
+    found = {}
+    for target in TARGETS:
+        owner, attr = _owner(sys.modules[target.module], target.name)
+        found[f"{target.module}.{target.name}"] = owner.__dict__.get(attr)
+    return found
+
+
+def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str,
+              originals: Dict[str, object]) -> Tuple[List[int], dict]:
     """One replay; the perf_counter_ns of every cycle's end, and facts about the run."""
     stamps: List[int] = []
     exporter = DropSpanExporter()
@@ -86,6 +99,7 @@ def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str) -> 
     with open(os.path.join(opts.state_dir, "journal.jsonl"), "rb") as fh:
         journal = fh.read()
     assert ExecutionInstrumentor.patched() == [], "the engine stayed patched after the run"
+    assert _engine_functions() == originals, "an engine function is not the original object after the run"
     expected = {"no-instrument": "NoneType", "metrics only · before": "BeforeBinding"}.get(variant, "Binding")
     assert bound == [expected], f"{variant}: ran with {bound}, expected {expected}"
     shutil.rmtree(opts.state_dir, ignore_errors=True)
@@ -97,13 +111,15 @@ def run_engine(bars: int = 5_000, repeats: int = 5, checked: bool = True) -> Tup
     runs: Dict[str, List[List[float]]] = {v: [] for v in VARIANTS}  # per repeat, the cycle intervals (ms)
     facts: Dict[str, dict] = {}
     folder = tempfile.mkdtemp(prefix="otel-diag-bench-")
+    originals = _engine_functions()  # the engine's own functions, taken before any variant runs
+    assert ExecutionInstrumentor.patched() == [], "the engine is patched before the benchmark starts"
     try:
         configs = _configs(folder)
         with quiet_otel():
             for rep in range(repeats):
                 order = VARIANTS[rep % len(VARIANTS):] + VARIANTS[:rep % len(VARIANTS)]
                 for variant in order:
-                    stamps, fact = _run_once(variant, bars, configs, folder)
+                    stamps, fact = _run_once(variant, bars, configs, folder, originals)
                     assert fact["cycles"] == bars and len(stamps) == bars, (variant, fact["cycles"], len(stamps))
                     runs[variant].append([(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])])
                     facts[variant] = fact

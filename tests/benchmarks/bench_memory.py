@@ -6,8 +6,8 @@ Usage::
     python -m tests.benchmarks.bench_memory --events 100000 --symbols 1000 --variant "metrics only"
 
 Each risk check is two events — a signal (one series per symbol) and a veto over 20 reasons (20,000
-(reason, symbol) pairs, folded by the 2,000-series cap); a collection follows each phase, so
-the SDK's own per-series storage is counted too. RSS is read from /proc/self/status after a
+(reason, symbol) pairs, folded by the 2,000-series cap); an SDK in-memory reader collects after each phase (as an OTLP or
+Prometheus reader would), so the SDK's own per-series storage is counted too. RSS is read from /proc/self/status after a
 full garbage collection; then tracemalloc traces two more batches. Bounded means: a further
 batch of events adds nothing to the Python heap (RSS also moves by allocator fragmentation,
 which is why the heap is what is checked; the RSS figures are stated).
@@ -34,6 +34,8 @@ def measure(events: int, symbols: int, variant: str) -> Dict[str, float]:
     """Run in this (fresh) interpreter: configure, two phases of ``events`` events, RSS after each."""
     from execution.models import RiskDecision, Side, Signal
     from otel_diag import semconv as sc
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
     from otel_diag.wrappers import ACTIVE, make_wrapper
     from otel_diag.targets import TARGETS
     from tests.benchmarks.fixtures import T0, EchoHost, flush, quiet_otel, telemetry_setup, wrapped_host
@@ -46,7 +48,8 @@ def measure(events: int, symbols: int, variant: str) -> Dict[str, float]:
     vetoes = [[RiskDecision(sig, False, 1.0, 100.0, f"reason_{j:02d}") for sig in signals] for j in range(REASONS)]
     specs = {t.spec.span_name: t.spec for t in TARGETS}
     out: Dict[str, float] = {}
-    with quiet_otel(), telemetry_setup(variant) as telemetry:
+    sdk_reader = InMemoryMetricReader()  # as an OTLP or Prometheus reader would: the SDK keeps a point per series
+    with quiet_otel(), telemetry_setup(variant, metric_readers=(sdk_reader,)) as telemetry:
         chk = wrapped_host("check", make_wrapper(specs[sc.SPAN_RISK_CHECK], ACTIVE), EchoHost)
         telemetry.snapshot()
         gc.collect()
@@ -59,6 +62,7 @@ def measure(events: int, symbols: int, variant: str) -> Dict[str, float]:
                 chk.check(vetoes[(i // symbols) % REASONS][k])
             flush(telemetry)
             derived = telemetry.snapshot()
+            sdk_reader.collect()
             gc.collect()
             out[phase] = tracemalloc.get_traced_memory()[0] if phase.startswith("heap") else rss_bytes()
         tracemalloc.stop()

@@ -145,13 +145,13 @@ def configure_kwargs(variant: str, processors: List[BatchSpanProcessor]) -> dict
 
 
 @contextlib.contextmanager
-def telemetry_setup(variant: str, clock: Callable[[], float] = time.time,
-                    max_queue_size: int = 2048) -> Iterator["otel_diag.Telemetry"]:
+def telemetry_setup(variant: str, clock: Callable[[], float] = time.time, max_queue_size: int = 2048,
+                    metric_readers: tuple = ()) -> Iterator["otel_diag.Telemetry"]:
     """``otel_diag.configure`` for one variant, the engine patched; shut down on exit."""
     processors = [] if variant == "metrics only" else [
         BatchSpanProcessor(DropSpanExporter(), max_queue_size=max_queue_size,
                            max_export_batch_size=min(512, max_queue_size))]
-    telemetry = otel_diag.configure(clock=clock, **configure_kwargs(variant, processors))
+    telemetry = otel_diag.configure(clock=clock, metric_readers=metric_readers, **configure_kwargs(variant, processors))
     if variant == "sampler off":
         sampler = getattr(telemetry.tracer_provider, "sampler", None)
         assert sampler is ALWAYS_OFF, f"sampler off: the tracer provider samples with {sampler}"

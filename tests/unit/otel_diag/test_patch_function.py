@@ -184,3 +184,92 @@ def test_engine_instance_when_built_before_configure_then_recorded_and_restored_
     assert derived.signals_by_symbol == {"BTCUSDT": 2, "ETHUSDT": 2}
     assert derived.vetoes == {key: vetoed.count(key) for key in vetoed}
     assert RiskEngine.__dict__["check"] is original and vars(twin).keys() == vars(risk).keys()
+
+
+class Odd:
+    def take(this, value=None, **extra):
+        return this, value, extra
+
+
+def _outcome(call):
+    try:
+        return "returned", call()
+    except TypeError as exc:
+        return "raised", str(exc)
+
+
+def test_patched_method_when_called_oddly_then_exactly_what_the_original_does():
+    odd = Odd()
+    odd_calls = {
+        "a keyword named self": lambda: odd.take(1, self="kw"),
+        "first parameter as a keyword": lambda: odd.take(1, this="kw"),
+        "through the class, None as the instance": lambda: Odd.take(None, 2),
+        "through the class, no argument": lambda: Odd.take(),
+    }
+    original = Odd.__dict__["take"]
+    expected = {name: _outcome(call) for name, call in odd_calls.items()}
+    calls: list = []
+    install_patch(Odd, "take", logging_wrapper(calls))
+    try:
+        got = {name: _outcome(call) for name, call in odd_calls.items()}
+    finally:
+        remove_patch(Odd, "take")
+
+    assert got == expected
+    assert expected["through the class, no argument"][0] == "raised"  # the cases do exercise errors
+    assert expected["a keyword named self"] == ("returned", (odd, 1, {"self": "kw"}))
+    assert [c[0] for c in calls] == [odd, odd]  # the two calls on an instance went through the wrapper
+    assert Odd.__dict__["take"] is original
+
+
+def test_install_patch_when_called_twice_then_one_layer_and_one_remove_restores():
+    original = Odd.__dict__["take"]
+    calls: list = []
+    install_patch(Odd, "take", logging_wrapper(calls))
+    install_patch(Odd, "take", logging_wrapper(calls))
+
+    Odd().take(1)
+    remove_patch(Odd, "take")
+
+    assert len(calls) == 1 and Odd.__dict__["take"] is original
+
+
+def test_someone_elses_wrapper_when_around_or_under_ours_then_never_taken_for_ours():
+    import functools
+
+    original = Odd.__dict__["take"]
+    install_patch(Odd, "take", logging_wrapper([]))
+    ours = Odd.__dict__["take"]
+
+    @functools.wraps(ours)  # copies our patch's attributes, not what makes it ours
+    def theirs(*args, **kwargs):
+        return ours(*args, **kwargs)
+
+    assert is_patch(ours) and not is_patch(theirs)
+    Odd.take = theirs
+    remove_patch(Odd, "take")  # not ours on top: left alone
+    assert Odd.__dict__["take"] is theirs
+    Odd.take = original
+
+    # a foreign wrapt wrapper underneath: ours goes on top and comes off alone
+    wrapt.wrap_function_wrapper(Odd, "take", lambda wrapped, instance, args, kwargs: wrapped(*args, **kwargs))
+    foreign = Odd.__dict__["take"]
+    assert not is_patch(foreign)
+    install_patch(Odd, "take", logging_wrapper([]))
+    assert Odd.__dict__["take"].__wrapped__ is foreign
+    remove_patch(Odd, "take")
+    assert Odd.__dict__["take"] is foreign
+    Odd.take = original
+
+
+def test_install_patch_when_use_wrapt_then_a_wrapt_patch_that_remove_patch_takes_off():
+    original = Odd.__dict__["take"]
+    calls: list = []
+    install_patch(Odd, "take", logging_wrapper(calls), use_wrapt=True)
+    patched = Odd.__dict__["take"]
+
+    Odd().take(1)
+    remove_patch(Odd, "take")
+
+    assert isinstance(patched, wrapt.FunctionWrapper) and is_patch(patched) and len(calls) == 1
+    assert Odd.__dict__["take"] is original

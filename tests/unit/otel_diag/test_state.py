@@ -189,3 +189,13 @@ def test_series_when_attribute_values_are_not_plain_then_kept_as_their_text():
 
     assert state.counter_points(sc.METRIC_VETOES) == [(1, {sc.ATTR_VETO_REASON: "custom_reason",
                                                           sc.ATTR_SYMBOL: "BTCUSDT"})]
+
+
+def test_series_when_two_values_read_the_same_then_one_series_and_sequences_stay_tuples():
+    state = EventState(lambda: 0.0)
+    a = state.series(sc.METRIC_VETOES, {sc.ATTR_VETO_REASON: None, sc.ATTR_SYMBOL: "BTCUSDT"})
+    b = state.series(sc.METRIC_VETOES, {sc.ATTR_VETO_REASON: "None", sc.ATTR_SYMBOL: "BTCUSDT"})
+    c = state.series(sc.METRIC_EXIT_TRIGGERS, {sc.ATTR_EXIT_REASON: ["stop_loss", 2]})
+
+    assert a is b
+    assert c.attributes == {sc.ATTR_EXIT_REASON: ("stop_loss", 2)}
