@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 import weakref
-from typing import Any, Collection, List, Optional, Tuple
+from typing import Any, Collection, Dict, List, Optional, Tuple
 
 import wrapt
 from opentelemetry import metrics, trace
@@ -34,7 +34,7 @@ from otel_diag.package import _instruments
 from otel_diag.state import EventState
 from otel_diag.targets import TARGETS, Target
 from otel_diag.version import __version__
-from otel_diag.wrappers import ACTIVE, Binding, install_patch, is_patch, make_wrapper, remove_patch
+from otel_diag.wrappers import ACTIVE, Binding, EventSpec, install_patch, is_patch, make_wrapper, remove_patch
 
 _logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ _logger = logging.getLogger(__name__)
 _CELLS: "weakref.WeakKeyDictionary[Any, StateCell]" = weakref.WeakKeyDictionary()
 
 
-def _cell_for(meter_provider: Any) -> StateCell:
+def cell_for(meter_provider: Any) -> StateCell:
+    """The StateCell whose instruments report on ``meter_provider`` (registered on first use)."""
     try:
         cell = _CELLS.get(meter_provider)
     except TypeError:  # not weak-referenceable: register every time
@@ -58,7 +59,12 @@ def _cell_for(meter_provider: Any) -> StateCell:
     return cell
 
 
-cell_for = _cell_for  # the StateCell whose instruments report on ``meter_provider`` (registered on first use)
+def worth_patching(spec: EventSpec, binding: Binding) -> bool:
+    """Whether a target is patched under ``binding``: a span-only one only when spans are ever made.
+
+    With no span ever made (tracing off, or a sampler that never samples) its wrapper would only cost time.
+    """
+    return spec.record is not None or binding._span_tracer is not None
 
 
 def _owner(module: Any, qualname: str) -> Tuple[Any, str]:
@@ -84,16 +90,16 @@ class ExecutionInstrumentor(BaseInstrumentor):
         if kwargs.get("tracing", True):
             tracer = trace.get_tracer(sc.INSTRUMENTATION_NAME, __version__, tracer_provider)
         for provider in meter_providers:
-            _cell_for(provider).state = state
-        self._cells = [_cell_for(p) for p in meter_providers]
+            cell_for(provider).state = state
+        self._cells = [cell_for(p) for p in meter_providers]
         self.binding = Binding(state, tracer)
         self._generation = getattr(self, "_generation", 0) + 1
         self._wrapped: List[Tuple[Any, str]] = []
         ACTIVE.binding = self.binding
         generation = self._generation
         for target in TARGETS:
-            if self.binding._span_tracer is None and target.spec.record is None:
-                continue  # a span-only target: with no span ever made, its wrapper would only cost time
+            if not worth_patching(target.spec, self.binding):
+                continue
             wrapt.register_post_import_hook(self._hook(target, generation), target.module)
 
     def _hook(self, target: Target, generation: int):
@@ -124,21 +130,25 @@ class ExecutionInstrumentor(BaseInstrumentor):
     @staticmethod
     def patched() -> List[str]:
         """``module.Qualified.name`` of every engine function currently wrapped (for checks and tests)."""
-        found = []
-        for target in TARGETS:
-            module = sys.modules.get(target.module)
-            if module is None:
-                continue
+        return [name for name, held in target_functions().items() if is_patch(held)]
+
+
+def target_functions() -> Dict[str, Any]:
+    """What each patch-table target's owner holds now, by ``module.Qualified.name`` (imported modules only)."""
+    found: Dict[str, Any] = {}
+    for target in TARGETS:
+        module = sys.modules.get(target.module)
+        if module is not None:
             owner, attr = _owner(module, target.name)
-            if is_patch(owner.__dict__.get(attr)):
-                found.append(f"{target.module}.{target.name}")
-        return found
+            found[f"{target.module}.{target.name}"] = owner.__dict__.get(attr) if isinstance(owner, type) \
+                else getattr(owner, attr, None)
+    return found
 
 
 def bind_instruments(meter_providers: List[Any], state: EventState) -> None:
     """Report ``state`` through the instruments of ``meter_providers`` without patching anything."""
     for provider in meter_providers:
-        _cell_for(provider).state = state
+        cell_for(provider).state = state
 
 
 def unbind_instruments(state: EventState) -> None:

@@ -163,7 +163,7 @@ class EventState:
                 last[first_event] = now
                 if trace_id:
                     self._last_trace[first_event] = trace_id
-            if now >= last.get(second_event, _NEVER):
+            if second_event != first_event and now >= last.get(second_event, _NEVER):  # a slice and its fill: one kind
                 last[second_event] = now
                 if trace_id:
                     self._last_trace[second_event] = trace_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
+from otel_diag.instrumentor import worth_patching
 from otel_diag.targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 from tests.benchmarks import _before
@@ -30,17 +31,12 @@ BUDGETED = {"metrics only": _RECORDING, "sampler off": _RECORDING,
             "recording span": ("signal.generate",) + _RECORDING}
 
 
-def patched_in(variant: str, span: str) -> bool:
-    """Whether the instrumentor patches ``span``'s target in ``variant``: span-only targets only when spans are made."""
-    return SPECS[span].record is not None or variant == "recording span"
-
-
-def _calls_for(case: Case, variant: str, telemetry) -> Dict[str, Callable[[], object]]:
+def _calls_for(case: Case, telemetry) -> Dict[str, Callable[[], object]]:
     call = case.call
     bare = StubHost()
     # as the instrumentor leaves the method in this set-up: wrapped, or (span-only, no span ever made) not at all
-    now = wrapped_host(case.method, make_wrapper(SPECS[case.span], ACTIVE)) if patched_in(variant, case.span) \
-        else StubHost()
+    now = wrapped_host(case.method, make_wrapper(SPECS[case.span], ACTIVE)) \
+        if worth_patching(SPECS[case.span], ACTIVE.binding) else StubHost()
     calls: Dict[str, Callable[[], object]] = {"bare": lambda: call(bare), "now": lambda: call(now)}
     if case.span in _before.BEFORE_SPECS:
         holder, _ = _before.before_binding(telemetry.clock, ACTIVE.binding.tracer)
@@ -67,14 +63,14 @@ def run_calls(loops: int = 2_000, rounds: int = 31, span_loops: int = 400, span_
                     rows.extend(_wrapt_floor(n, r))
                 for name in cases:
                     case = CALLS[name]
-                    calls = _calls_for(case, variant, telemetry)
+                    calls = _calls_for(case, telemetry)
 
                     def measure() -> tuple:
                         return paired_overheads(calls, "bare", loops=n, rounds=r, between=lambda: flush(telemetry))
 
                     overheads, bare_ns = measure()
                     budgeted = name in BUDGETED[variant]
-                    patched = patched_in(variant, case.span)
+                    patched = worth_patching(SPECS[case.span], ACTIVE.binding)
                     note = f"bare call {bare_ns:.0f} ns"
                     if not patched:
                         note += ("; not patched in this set-up (no span is ever made, and the signal is counted at "

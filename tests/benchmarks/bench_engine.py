@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from typing import Dict, List, Tuple
@@ -35,8 +34,7 @@ from typing import Dict, List, Tuple
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from execution.executor_live import RunHooks, RunOptions, run
-from otel_diag.instrumentor import ExecutionInstrumentor, _owner, import_engine
-from otel_diag.targets import TARGETS
+from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
 from otel_diag.wrappers import ACTIVE
 from tests.benchmarks import _before
 from tests.benchmarks.fixtures import DropSpanExporter, quiet_otel
@@ -63,11 +61,7 @@ def _configs(folder: str) -> Dict[str, str]:
 def _engine_functions() -> Dict[str, object]:
     """What each patch-table target's class holds now (the same objects as before any run, if all is well)."""
     import_engine()
-    found = {}
-    for target in TARGETS:
-        owner, attr = _owner(sys.modules[target.module], target.name)
-        found[f"{target.module}.{target.name}"] = owner.__dict__.get(attr)
-    return found
+    return target_functions()
 
 
 def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str,

@@ -1,15 +1,13 @@
 """Determinism: the same seed, config, data and scenario give a byte-identical journal."""
 from __future__ import annotations
 
-import csv
 import os
 
 import pytest
 
-from execution.config import AppConfig
 from execution.executor_live import RunOptions, run
-from execution.market_data import CSV_COLUMNS, SyntheticFeed
 from execution.scenarios import SCENARIOS
+from tests.fixtures.bars import write_synthetic_csv
 
 CYCLES = 300
 
@@ -49,14 +47,8 @@ def test_journal_when_different_scenario_then_different(tmp_path):
 
 def test_journal_when_synthetic_bars_replayed_from_csv_then_identical_to_the_synthetic_run(tmp_path):
     # Arrange: dump the synthetic feed of seed 5 to CSV (floats as their shortest repr)
-    cfg = AppConfig()
     path = tmp_path / "bars.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for ts, bars in SyntheticFeed(cfg.strategy.symbols, 5, cfg.market_data.start_epoch, 60).steps(CYCLES):
-            for b in bars.values():
-                writer.writerow([repr(ts), b.symbol, repr(b.open), repr(b.high), repr(b.low), repr(b.close), repr(b.volume)])
+    write_synthetic_csv(path, seed=5, cycles=CYCLES)
 
     # Act
     synthetic = _run(tmp_path / "synthetic", seed=5)

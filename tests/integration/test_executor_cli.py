@@ -4,7 +4,6 @@ Every run here passes ``--no-instrument``; the telemetry path has its own tests.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -15,8 +14,8 @@ from typing import List, Optional
 
 import pytest
 
-from execution.config import AppConfig
-from execution.market_data import CSV_COLUMNS, SyntheticFeed
+from execution.market_data import CSV_COLUMNS
+from tests.fixtures.bars import write_synthetic_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 60
@@ -90,14 +89,8 @@ def test_run_when_scenario_and_fault_at_given_then_exit_0_with_stuck_orders(tmp_
 
 def test_run_when_good_csv_then_exit_0_and_every_row_processed(tmp_path):
     # Arrange
-    cfg = AppConfig()
     data = tmp_path / "bars.csv"
-    with open(data, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for ts, bars in SyntheticFeed(cfg.strategy.symbols, 3, cfg.market_data.start_epoch, 60).steps(90):
-            for b in bars.values():
-                writer.writerow([int(ts), b.symbol, b.open, b.high, b.low, b.close, b.volume])
+    write_synthetic_csv(data, seed=3, cycles=90)
 
     # Act
     proc = _executor(["--no-instrument", "--data", str(data), "--state-dir", str(tmp_path / "s")])

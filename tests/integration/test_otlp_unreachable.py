@@ -26,7 +26,7 @@ import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_diag
-from execution.executor_live import RunHooks, RunOptions, run
+from tests.fixtures.replay import traced_replay
 
 CYCLES = 200
 PAIRS = 3                    # interleaved runs of each arm per round
@@ -70,19 +70,8 @@ def shutdowns(bounded_shutdowns) -> list:
 
 def timed_replay(state_dir, config_path: str, env: Dict[str, str], processors=()):
     """One 200-bar replay with tracing on; (median seconds per cycle, summary, exporters, journal bytes)."""
-    ticks: List[float] = []
-    exporters: List[str] = []
-
-    def on_cycle(result) -> None:
-        ticks.append(time.perf_counter())
-        if not exporters:
-            exporters.extend(otel_diag.current().exporters)
-
-    summary = run(RunOptions(config_path=config_path, state_dir=str(state_dir), cycles=CYCLES),
-                  RunHooks(span_processors=processors, on_cycle=on_cycle,
-                           configure_kwargs={"tracing": True, "env": env}))
-    per_cycle = [b - a for a, b in zip(ticks, ticks[1:])]
-    return statistics.median(per_cycle), summary, exporters, (state_dir / "journal.jsonl").read_bytes()
+    timed = traced_replay(state_dir, config_path, env, CYCLES, span_processors=list(processors))
+    return statistics.median(timed.intervals), timed.summary, timed.exporters, timed.journal
 
 
 def test_replay_when_otlp_endpoint_refuses_then_no_error_no_slowdown_and_bounded_shutdown(

@@ -36,7 +36,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_diag
-from execution.executor_live import RunHooks, RunOptions, run
+from tests.fixtures.replay import traced_replay
 
 LOOPBACK = "127.0.0.1"
 CYCLES = 2000
@@ -193,20 +193,10 @@ def timed_replay(state_dir, config_path: str, env: Dict[str, str]):
 
     With no OTLP endpoint in ``env`` the same pipeline runs with exporters that drop locally.
     """
-    ticks: List[float] = []
-    exporters: List[str] = []
-
-    def on_cycle(result) -> None:
-        ticks.append(time.perf_counter())
-        if not exporters:
-            exporters.extend(otel_diag.current().exporters)
-
     local = {} if env else {"span_processors": [BatchSpanProcessor(_DropSpans())],
                             "metric_readers": [PeriodicExportingMetricReader(_DropMetrics())]}
-    summary = run(RunOptions(config_path=config_path, state_dir=str(state_dir), cycles=CYCLES),
-                  RunHooks(on_cycle=on_cycle, configure_kwargs={"tracing": True, "env": env}, **local))
-    per_cycle = [b - a for a, b in zip(ticks, ticks[1:])][WARMUP_CYCLES:]
-    return p99(per_cycle), summary, exporters, (state_dir / "journal.jsonl").read_bytes()
+    timed = traced_replay(state_dir, config_path, env, CYCLES, **local)
+    return p99(timed.intervals[WARMUP_CYCLES:]), timed.summary, timed.exporters, timed.journal
 
 
 def test_replay_when_collector_closed_silent_or_refusing_then_runs_on_p99_within_20pct_and_shutdown_bounded(

@@ -20,7 +20,7 @@ from otel_diag import instrumentor as instrumentor_module
 from otel_diag import semconv as sc
 from otel_diag import wrappers
 from otel_diag._log import RateLimitedLog
-from otel_diag.instrumentor import ExecutionInstrumentor, import_engine
+from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
 from otel_diag.targets import TARGETS, Target
 from otel_diag.wrappers import ACTIVE, EventSpec, is_patch
 
@@ -30,23 +30,10 @@ ALL_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS]
 METRIC_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS if t.spec.record is not None]
 
 
-def owner_and_attr(target: Target):
-    module = importlib.import_module(target.module)
-    *path, attr = target.name.split(".")
-    owner = module
-    for part in path:
-        owner = getattr(owner, part)
-    return owner, attr
-
-
 def engine_functions() -> dict:
     """What each target's owner holds right now, by ``module.Qualified.name``."""
     import_engine()
-    found = {}
-    for target in TARGETS:
-        owner, attr = owner_and_attr(target)
-        found[f"{target.module}.{target.name}"] = owner.__dict__[attr]
-    return found
+    return target_functions()
 
 
 @pytest.fixture
