@@ -7,14 +7,15 @@ CYCLES ?= 480
 STATE_DIR ?= state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench screenshot dashboard rules status setup system-deps clean
+.PHONY: run test bench screenshot dashboard rules schema status setup system-deps clean
 
 run: $(STAMPS)/venv ## set up, then a healthy paper replay with telemetry
 	$(BIN)/executor --cycles $(CYCLES) --state-dir $(STATE_DIR)
 	@echo
 	@$(BIN)/otel-diag status --state-dir $(STATE_DIR) || true
 
-test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the fast suite (unit + integration + reliability + benchmark smoke)
+test: $(STAMPS)/venv $(STAMPS)/system-deps ## set up, then the layering contracts and the fast suite (unit + integration + reliability + benchmark smoke)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests/unit tests/integration tests/reliability tests/benchmarks -q $(PYTEST_ARGS)
 
 bench: $(STAMPS)/venv ## measure overhead budgets; writes docs/benchmarks.md, fails when a budget is missed
@@ -28,6 +29,10 @@ dashboard: $(STAMPS)/venv ## the Streamlit risk panel on http://127.0.0.1:8501
 
 rules: $(STAMPS)/venv ## regenerate the Prometheus alert rules from the config
 	$(BIN)/otel-diag rules --config config/strategy_config.json -o collector/prometheus/liveness_rules.yml
+
+schema: $(STAMPS)/venv ## regenerate docs/runtime_diagnostics.schema.json from the document model
+	$(BIN)/python -m execution.diagnostics_document > docs/runtime_diagnostics.schema.json.tmp
+	mv docs/runtime_diagnostics.schema.json.tmp docs/runtime_diagnostics.schema.json
 
 status: $(STAMPS)/venv
 	$(BIN)/otel-diag status --state-dir $(STATE_DIR)

@@ -23,16 +23,19 @@ from datetime import timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
-from execution.state_v7 import (
-    IDLE_FLAGS,
-    LIVENESS_KEYS,
+from execution.diagnostics_document import (
+    EXIT_ALERTING,
+    EXIT_HEALTHY,
+    LIVENESS_CHECKS,
     STATUS_INVALID,
     STATUS_MISSING,
     STATUS_OK,
     STATUS_STALE,
     format_age,
-    parse_timestamp,
+    health,
+    idle_keys,
 )
+from execution.diagnostics_document import parse_iso as parse_timestamp
 
 ICON_OK = "✅"
 ICON_BAD = "🔴"
@@ -40,13 +43,6 @@ ICON_WARN = "🟠"
 ICON_UNKNOWN = "⚪"
 ICON_NONE = "➖"
 
-LIVENESS_LABELS = {
-    "signals": "Signals",
-    "orders": "Orders",
-    "exits": "Exits (TP/SL triggers)",
-    "exit_scans": "Exit scans",
-    "router": "Router",
-}
 MAX_SYMBOLS_SHOWN = 8
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _WORD_JOINER = "\u2060"
@@ -185,11 +181,13 @@ def liveness_rows(block: Mapping[str, Any], jaeger_ui_url: Optional[str] = None)
     details, missing = _dict(live.get("details")), _dict(live.get("missing"))
     thresholds, traces = _dict(live.get("thresholds")), _dict(live.get("last_trace_ids"))
     level = trust(block)
+    idle_now = idle_keys(live)
     rows = []
-    for key in LIVENESS_KEYS:
+    for check in LIVENESS_CHECKS:
+        key = check.key
         duration = _seconds(details.get(key))
         limit = _seconds(thresholds.get(key))
-        idle = live.get(IDLE_FLAGS[key]) is True or (duration is not None and limit is not None and duration > limit)
+        idle = key in idle_now
         was_missing = missing.get(key) is True
         checked = key in details or key in missing or key in thresholds
         if was_missing:
@@ -207,7 +205,7 @@ def liveness_rows(block: Mapping[str, Any], jaeger_ui_url: Optional[str] = None)
             text = "unknown" if level == "none" else f"unknown (last known: {text})"
             state, icon = "unknown", ICON_UNKNOWN
         trace = jaeger_trace_url(jaeger_ui_url, traces.get(key)) if jaeger_ui_url else None
-        rows.append(LivenessRow(key=key, label=LIVENESS_LABELS[key], icon=icon, state=state, text=text,
+        rows.append(LivenessRow(key=key, label=check.label, icon=icon, state=state, text=text,
                                 threshold=format_age(limit) if limit is not None else "—", trace_url=trace))
     return rows
 
@@ -295,11 +293,9 @@ def header_caption(block: Mapping[str, Any]) -> str:
 
 def status_badge(block: Mapping[str, Any]) -> str:
     """A one-glance verdict for the executor's heading: healthy, alerting, or unknown."""
-    if trust(block) != "ok":
-        return f"{ICON_UNKNOWN} unknown"
-    bad = any(r.state in ("idle", "missing") for r in liveness_rows(block))
-    bad = bad or any(r.icon == ICON_BAD for r in exit_health_rows(block))
-    return f"{ICON_BAD} alerting" if bad else f"{ICON_OK} healthy"
+    verdict = health(block)
+    icon = {EXIT_HEALTHY: ICON_OK, EXIT_ALERTING: ICON_BAD}.get(verdict.code, ICON_UNKNOWN)
+    return f"{icon} {verdict.label}"
 
 
 # -- Streamlit renderers (thin: all decisions above) ------------------------------------------

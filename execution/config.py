@@ -21,6 +21,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Tuple
 
+from execution.diagnostics_document import LIVENESS_CHECKS
+
 DEFAULT_CONFIG_PATH = os.path.join("config", "strategy_config.json")
 
 
@@ -145,14 +147,8 @@ class ExitPipelineConfig:
     enabled: bool = True
 
 
-# liveness key of runtime_diagnostics -> its threshold field below: the one place that maps them
-LIVENESS_THRESHOLD_FIELDS = {
-    "signals": "max_idle_signals_seconds",
-    "orders": "max_idle_orders_seconds",
-    "exits": "max_idle_exits_seconds",
-    "router": "max_idle_router_events_seconds",
-    "exit_scans": "max_idle_exit_scans_seconds",
-}
+# liveness key of runtime_diagnostics -> its threshold field below (the document model maps them)
+LIVENESS_THRESHOLD_FIELDS = {check.key: check.threshold_field for check in LIVENESS_CHECKS}
 
 
 @dataclass(frozen=True)

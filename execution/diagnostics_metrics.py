@@ -22,12 +22,21 @@ the event exceed the threshold.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import otel_diag
-from execution.config import LIVENESS_THRESHOLD_FIELDS, LivenessConfig
+from execution.config import LivenessConfig
+from execution.diagnostics_document import (
+    LIVENESS_CHECKS,
+    LIVENESS_KEYS,
+    ExitPipelineStatus,
+    LivenessAlerts,
+    VetoCounters,
+    parse_timestamp,
+    to_iso,
+)
 from otel_diag import semconv as sc
 from otel_diag.reader import DerivedMetrics
 from otel_diag.state import ExitGauges
@@ -38,64 +47,6 @@ __all__ = [
     "build_runtime_diagnostics_snapshot", "parse_timestamp", "to_iso",
 ]
 
-# liveness key -> (threshold attribute on cfg_liveness, idle flag attribute on LivenessAlerts)
-LIVENESS_KEYS: Dict[str, Tuple[str, str]] = {
-    key: (threshold_field, f"idle_{key}") for key, threshold_field in LIVENESS_THRESHOLD_FIELDS.items()
-}
-
-
-@dataclass
-class VetoCounters:
-    by_reason: Dict[str, int] = field(default_factory=dict)
-    total_signals: int = 0
-    total_orders: int = 0
-    total_vetoes: int = 0
-    last_signal_ts: Optional[str] = None
-    last_order_ts: Optional[str] = None
-    last_veto_ts: Optional[str] = None
-    by_symbol: Dict[str, int] = field(default_factory=dict)
-    by_reason_symbol: Dict[str, Dict[str, int]] = field(default_factory=dict)
-    router_events: Dict[str, int] = field(default_factory=dict)
-    overflow: bool = False
-
-
-@dataclass
-class ExitPipelineStatus:
-    last_exit_scan_ts: Optional[str] = None
-    last_exit_trigger_ts: Optional[str] = None
-    open_positions_count: int = 0
-    tp_sl_registered_count: int = 0
-    tp_sl_missing_count: int = 0
-    underwater_without_tp_sl_count: int = 0
-    last_router_event_ts: Optional[str] = None
-    tp_sl_coverage_pct: float = 0.0
-    ledger_registry_mismatch: bool = False
-    tp_sl_orphan_count: int = 0
-    underwater_without_tp_sl_symbols: List[str] = field(default_factory=list)
-    missing_tp_sl_symbols: List[str] = field(default_factory=list)
-    total_exit_scans: int = 0
-    total_exit_triggers: int = 0
-
-
-@dataclass
-class LivenessAlerts:
-    idle_signals: bool = False
-    idle_orders: bool = False
-    idle_exits: bool = False
-    idle_router: bool = False
-    idle_exit_scans: bool = False
-    details: Dict[str, float] = field(default_factory=dict)
-    missing: Dict[str, bool] = field(default_factory=dict)
-    enabled: bool = True
-    thresholds: Dict[str, float] = field(default_factory=dict)
-    last_event_ts: Dict[str, Optional[str]] = field(default_factory=dict)
-    last_trace_ids: Dict[str, Optional[str]] = field(default_factory=dict)
-    evaluated_at: Optional[str] = None
-
-    @property
-    def any_idle(self) -> bool:
-        return any(getattr(self, flag) for _, flag in LIVENESS_KEYS.values())
-
 
 @dataclass
 class RuntimeDiagnosticsSnapshot:
@@ -104,51 +55,17 @@ class RuntimeDiagnosticsSnapshot:
     liveness_alerts: LivenessAlerts
 
 
+def current_telemetry() -> otel_diag.Telemetry:
+    """The telemetry the executor configured. The spec's functions may be called with none configured
+    (a test, a script): then they set up an in-process one here (no exporters, engine not patched)."""
+    current = otel_diag.current()
+    return current if current is not None else otel_diag.configure(instrument=False, tracing=False, env={})
+
+
 # -- time ---------------------------------------------------------------------------------
-def to_iso(ts: Optional[float]) -> Optional[str]:
-    """Unix seconds as ISO-8601 UTC; None for None and for values off the calendar (NaN, inf, year 10000)."""
-    if ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
-    except (ValueError, OverflowError, OSError):  # NaN, infinities, beyond year 9999: no time to tell
-        return None
-
-
 def now_iso() -> str:
     """The engine clock's time (the one the events are stamped with) as ISO-8601 UTC."""
-    return to_iso(otel_diag.get_telemetry().clock())
-
-
-def parse_timestamp(value: Any) -> Optional[datetime]:
-    """An aware UTC datetime from an ISO string (naive = UTC, ``Z`` or offset), a datetime or Unix number.
-
-    Anything else — garbage strings, NaN, infinities, out-of-range numbers, other types — gives None.
-    """
-    try:
-        if value is None or isinstance(value, bool):
-            return None
-        if isinstance(value, datetime):
-            dt = value
-        elif isinstance(value, (int, float)):
-            if not math.isfinite(value):
-                return None
-            return datetime.fromtimestamp(value, timezone.utc)
-        elif isinstance(value, str):
-            text = value.strip()
-            if not text:
-                return None
-            try:
-                number = float(text)
-            except ValueError:
-                dt = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
-            else:
-                return parse_timestamp(number) if text[:1].isdigit() or text[:1] in "+-." else None
-        else:
-            return None
-        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-    except (ValueError, OverflowError, OSError, TypeError):
-        return None
+    return to_iso(current_telemetry().clock())
 
 
 def _threshold(value: Any) -> Optional[float]:
@@ -164,10 +81,10 @@ def _threshold(value: Any) -> Optional[float]:
     return t
 
 
-def _now(now: Any) -> datetime:
+def _now(now: Any, telemetry: Optional[otel_diag.Telemetry] = None) -> datetime:
     parsed = parse_timestamp(now) if now is not None else None
     if parsed is None:
-        parsed = parse_timestamp(otel_diag.get_telemetry().clock())
+        parsed = parse_timestamp((telemetry or current_telemetry()).clock())
     if parsed is None:  # an engine clock that gives no time on the calendar (NaN, year 10000): wall time
         parsed = datetime.now(timezone.utc)
     return parsed
@@ -176,11 +93,11 @@ def _now(now: Any) -> datetime:
 # -- recording (the same state the wrappers write) ---------------------------------------
 def record_router_event(event: str = sc.ROUTER_ROUTE) -> None:
     """Count a router event of kind ``event`` and stamp the router's last-event time."""
-    t = otel_diag.get_telemetry()
+    t = current_telemetry()
     t.state.hit(t.state.series(sc.METRIC_ROUTER_EVENTS, {sc.ATTR_ROUTER_EVENT: event}), sc.EVENT_ROUTER)
 
 
-_EXIT_FIELDS = {"open_positions_count", "tp_sl_registered_count", "tp_sl_missing_count",
+_EXIT_UPDATE_FIELDS = {"open_positions_count", "tp_sl_registered_count", "tp_sl_missing_count",
                 "underwater_without_tp_sl_count", "tp_sl_coverage_pct", "ledger_registry_mismatch",
                 "tp_sl_orphan_count", "missing_tp_sl_keys", "underwater_without_tp_sl_keys"}
 
@@ -191,10 +108,10 @@ def update_exit_pipeline_status(**fields: Any) -> None:
     Coverage is registered / open when not given; the mismatch flag is always
     ``tp_sl_missing_count > 0`` — the one definition the exported metrics carry too.
     """
-    unknown = set(fields) - _EXIT_FIELDS
+    unknown = set(fields) - _EXIT_UPDATE_FIELDS
     if unknown:
         raise TypeError(f"update_exit_pipeline_status: unknown field(s) {', '.join(sorted(unknown))}")
-    t = otel_diag.get_telemetry()
+    t = current_telemetry()
     prev = t.state.exit_gauges or ExitGauges()
     open_n = int(fields.get("open_positions_count", prev.open_positions))
     registered = int(fields.get("tp_sl_registered_count", prev.tp_sl_registered))
@@ -235,8 +152,9 @@ def evaluate_liveness(cfg_liveness: Any, now: datetime, timestamps: Mapping[str,
     if not getattr(cfg_liveness, "enabled", False):
         alerts.enabled = False
         return alerts
-    for key, (threshold_attr, flag) in LIVENESS_KEYS.items():
-        threshold = _threshold(getattr(cfg_liveness, threshold_attr, None))
+    for check in LIVENESS_CHECKS:
+        key, flag = check.key, check.idle_flag
+        threshold = _threshold(getattr(cfg_liveness, check.threshold_field, None))
         if threshold is None:
             continue
         alerts.thresholds[key] = threshold
@@ -269,7 +187,7 @@ def compute_liveness_alerts(cfg_liveness: Any, *, now: Optional[datetime] = None
     ``now`` defaults to the engine clock.
     """
     if timestamps is None:
-        derived = otel_diag.get_telemetry().snapshot()
+        derived = current_telemetry().snapshot()
         return evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
                                  derived.extras.get("last_trace_ids"))
     return evaluate_liveness(cfg_liveness, _now(now), timestamps)
@@ -315,9 +233,12 @@ def exit_pipeline_status(derived: DerivedMetrics) -> ExitPipelineStatus:
     )
 
 
-def build_runtime_diagnostics_snapshot(cfg_liveness: Any, *, now: Optional[datetime] = None) -> RuntimeDiagnosticsSnapshot:
-    """Veto counters, exit pipeline and liveness from one snapshot of what the ``trading.*`` instruments report."""
-    derived = otel_diag.get_telemetry().snapshot()
-    alerts = evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
+def build_runtime_diagnostics_snapshot(cfg_liveness: Any, *, now: Optional[datetime] = None,
+                                       telemetry: Optional[otel_diag.Telemetry] = None) -> RuntimeDiagnosticsSnapshot:
+    """Veto counters, exit pipeline and liveness from one snapshot of what the ``trading.*`` instruments report
+    (``telemetry``'s, by default the configured one's)."""
+    telemetry = telemetry or current_telemetry()
+    derived = telemetry.snapshot()
+    alerts = evaluate_liveness(cfg_liveness, _now(now, telemetry), _recorded_timestamps(derived),
                                derived.extras.get("last_trace_ids"))
     return RuntimeDiagnosticsSnapshot(veto_counters(derived), exit_pipeline_status(derived), alerts)

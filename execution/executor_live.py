@@ -184,7 +184,8 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
             span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
         if cfg.diagnostics.enabled and telemetry.enabled:
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
-                                             service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed})
+                                             service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
+                                             telemetry=telemetry)
 
     stop = _StopFlag()
     stop.install()

@@ -14,6 +14,7 @@ interval; it never raises into the trading loop and leaves no temp file behind.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -23,64 +24,30 @@ from urllib.parse import urlsplit, urlunsplit
 import otel_diag
 from execution.atomic import atomic_write_json
 from execution.config import AppConfig
-from execution.diagnostics_metrics import RuntimeDiagnosticsSnapshot, build_runtime_diagnostics_snapshot, to_iso
-from otel_diag._log import RateLimitedLog
+from execution.diagnostics_document import (
+    DIAGNOSTICS_FILE,
+    POSITIONS_FILE,
+    SCHEMA_VERSION,
+    SECTIONS,
+    DiagnosticsDocument,
+    section_to_json,
+    service_info,
+    to_iso,
+    to_json,
+)
+from execution.diagnostics_metrics import (
+    RuntimeDiagnosticsSnapshot,
+    current_telemetry,
+    build_runtime_diagnostics_snapshot,
+)
 
-SCHEMA_VERSION = 1
-DIAGNOSTICS_FILE = "diagnostics.json"
-POSITIONS_FILE = "positions.json"
-
-_log = RateLimitedLog(logging.getLogger("execution.state_publish"))
+_log = otel_diag.RateLimitedLog(logging.getLogger("execution.state_publish"))
 
 
 def runtime_diagnostics_block(snapshot: RuntimeDiagnosticsSnapshot) -> Dict[str, Any]:
-    """The ``runtime_diagnostics`` dict: spec §4.1's keys first, then the extras of docs/state_files.md."""
-    vc, es, la = snapshot.veto_counters, snapshot.exit_pipeline_status, snapshot.liveness_alerts
-    return {
-        "veto_counters": {
-            "by_reason": _sorted(vc.by_reason),
-            "total_signals": vc.total_signals,
-            "total_orders": vc.total_orders,
-            "total_vetoes": vc.total_vetoes,
-            "last_signal_ts": vc.last_signal_ts,
-            "last_order_ts": vc.last_order_ts,
-            "last_veto_ts": vc.last_veto_ts,
-            "by_symbol": _sorted(vc.by_symbol),
-            "by_reason_symbol": {r: _sorted(s) for r, s in sorted(vc.by_reason_symbol.items())},
-            "router_events": _sorted(vc.router_events),
-            "overflow": vc.overflow,
-        },
-        "exit_pipeline": {
-            "last_exit_scan_ts": es.last_exit_scan_ts,
-            "last_exit_trigger_ts": es.last_exit_trigger_ts,
-            "last_router_event_ts": es.last_router_event_ts,
-            "open_positions_count": es.open_positions_count,
-            "tp_sl_registered_count": es.tp_sl_registered_count,
-            "tp_sl_missing_count": es.tp_sl_missing_count,
-            "underwater_without_tp_sl_count": es.underwater_without_tp_sl_count,
-            "tp_sl_coverage_pct": es.tp_sl_coverage_pct,
-            "ledger_registry_mismatch": es.ledger_registry_mismatch,
-            "tp_sl_orphan_count": es.tp_sl_orphan_count,
-            "underwater_without_tp_sl_symbols": list(es.underwater_without_tp_sl_symbols),
-            "missing_tp_sl_symbols": list(es.missing_tp_sl_symbols),
-            "total_exit_scans": es.total_exit_scans,
-            "total_exit_triggers": es.total_exit_triggers,
-        },
-        "liveness": {
-            "idle_signals": la.idle_signals,
-            "idle_orders": la.idle_orders,
-            "idle_exits": la.idle_exits,
-            "idle_router": la.idle_router,
-            "details": dict(la.details),
-            "missing": dict(la.missing),
-            "enabled": la.enabled,
-            "idle_exit_scans": la.idle_exit_scans,
-            "thresholds": dict(la.thresholds),
-            "last_event_ts": dict(la.last_event_ts),
-            "last_trace_ids": dict(la.last_trace_ids),
-            "evaluated_at": la.evaluated_at,
-        },
-    }
+    """The ``runtime_diagnostics`` dict, as diagnostics.json holds it (execution/diagnostics_document.py)."""
+    sections = (snapshot.veto_counters, snapshot.exit_pipeline_status, snapshot.liveness_alerts)
+    return {name: section_to_json(section) for (name, _), section in zip(SECTIONS, sections)}
 
 
 def _without_credentials(url: Optional[str]) -> Optional[str]:
@@ -97,10 +64,6 @@ def _without_credentials(url: Optional[str]) -> Optional[str]:
         return None
 
 
-def _sorted(d: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: d[k] for k in sorted(d)}
-
-
 def write_runtime_diagnostics_state(state: dict, cfg_liveness: Any, *, now: Any = None) -> Dict[str, Any]:
     """Fill ``state["runtime_diagnostics"]`` from one snapshot of the ``trading.*`` instruments; return the block."""
     block = runtime_diagnostics_block(build_runtime_diagnostics_snapshot(cfg_liveness, now=now))
@@ -113,18 +76,18 @@ class DiagnosticsPublisher:
 
     def __init__(self, state_dir: str, cfg: AppConfig, clock: Callable[[], float],
                  on_publish: Optional[Callable[[dict], None]] = None, service: Optional[Dict[str, Any]] = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, telemetry: Optional[otel_diag.Telemetry] = None) -> None:
         self.state_dir = state_dir
         self.cfg = cfg
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_publish = on_publish
         self.interval = float(cfg.diagnostics.publish_interval_seconds)
-        telemetry = otel_diag.get_telemetry()
-        self.service = {**telemetry.service, **(service or {}), "pid": os.getpid(),
-                        "publish_interval_seconds": self.interval, "state": "running",
-                        "jaeger_ui_url": _without_credentials(os.environ.get("JAEGER_UI_URL")
-                                                              or cfg.telemetry.jaeger_ui_url)}
+        self.telemetry = telemetry or current_telemetry()
+        self.service = service_info({
+            **self.telemetry.service, **(service or {}), "pid": os.getpid(),
+            "publish_interval_seconds": self.interval, "state": "running",
+            "jaeger_ui_url": _without_credentials(os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url)})
         self.path = os.path.join(state_dir, DIAGNOSTICS_FILE)
         self.positions_path = os.path.join(state_dir, POSITIONS_FILE)
         self._last: Optional[float] = None
@@ -142,14 +105,13 @@ class DiagnosticsPublisher:
     def document(self, final: bool = False) -> Dict[str, Any]:
         """The whole diagnostics.json document, evaluated now."""
         evaluated = self.clock()
-        state: Dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "written_at": to_iso(self.wall_clock()),
-            "evaluated_at": to_iso(evaluated),
-            "service": {**self.service, "state": "stopped" if final else "running"},
-        }
-        write_runtime_diagnostics_state(state, self.cfg.diagnostics.liveness)
-        return state
+        written = self.wall_clock()
+        snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry)
+        return to_json(DiagnosticsDocument(
+            written_at=to_iso(written), evaluated_at=to_iso(evaluated),
+            service=dataclasses.replace(self.service, state="stopped" if final else "running"),
+            veto_counters=snapshot.veto_counters, exit_pipeline=snapshot.exit_pipeline_status,
+            liveness=snapshot.liveness_alerts))
 
     def publish(self, final: bool = False, positions: Optional[Callable[[], dict]] = None) -> bool:
         """Write the files now; False (logged, retried next interval) when the write failed."""

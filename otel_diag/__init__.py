@@ -19,11 +19,12 @@ by OTLP and by a Prometheus endpoint alike.
 from otel_diag import semconv
 from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.reader import DerivedMetrics, DiagnosticsMetricReader
-from otel_diag.sdk import Telemetry, configure, current, get_telemetry, shutdown
+from otel_diag._log import RateLimitedLog
+from otel_diag.sdk import Telemetry, configure, current, shutdown
 from otel_diag.version import __version__
 from otel_diag.wrappers import traced_event
 
 __all__ = [
-    "DerivedMetrics", "DiagnosticsMetricReader", "ExecutionInstrumentor", "Telemetry", "configure", "current",
-    "get_telemetry", "semconv", "shutdown", "traced_event", "__version__",
+    "DerivedMetrics", "DiagnosticsMetricReader", "ExecutionInstrumentor", "RateLimitedLog", "Telemetry", "configure",
+    "current", "semconv", "shutdown", "traced_event", "__version__",
 ]

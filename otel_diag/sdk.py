@@ -329,14 +329,6 @@ def current() -> Optional[Telemetry]:
     return _current
 
 
-def get_telemetry() -> Telemetry:
-    """The configured telemetry; configures an in-process one (no exporters, engine not patched) if none."""
-    with _lock:
-        if _current is None:
-            return configure(instrument=False, tracing=False, env={})
-        return _current
-
-
 def _restore(t: Telemetry) -> None:
     """Unpatch the engine and stop the instruments reporting ``t.state``."""
     if t.instrumented:

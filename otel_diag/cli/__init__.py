@@ -6,19 +6,23 @@ Usage::
     otel-diag status --json
     otel-diag rules --config config/strategy_config.json > liveness_rules.yml
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``run(args) -> int``; bad input is one line on stderr and exit 2.
+Each subcommand lives in its own module of this package (``otel_diag.cli.status``,
+``otel_diag.cli.rules``) exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+bad input is one line on stderr and exit 2. These are product tools: the
+instrumentation core (``otel_diag`` outside ``otel_diag.cli``) never imports them.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import Optional, Sequence
+from types import ModuleType
+from typing import Dict, Optional, Sequence, Tuple
 
-SUBCOMMANDS = {
-    "status": ("otel_diag.status", "print liveness and exit health from diagnostics.json"),
-    "rules": ("otel_diag.rules", "print Prometheus alerting rules derived from the liveness thresholds"),
+from otel_diag.cli import rules, status
+
+SUBCOMMANDS: Dict[str, Tuple[ModuleType, str]] = {
+    "status": (status, "print liveness and exit health from diagnostics.json"),
+    "rules": (rules, "print Prometheus alerting rules derived from the liveness thresholds"),
 }
 
 
@@ -31,17 +35,12 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _Parser(prog="otel-diag", description="Runtime diagnostics of the execution engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    modules = {}
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
+    for name, (module, help_text) in SUBCOMMANDS.items():
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    return int(modules[args.command].run(args))
+    module, _ = SUBCOMMANDS[args.command]
+    return int(module.run(args))
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

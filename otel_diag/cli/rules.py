@@ -41,7 +41,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
 
-from execution.config import LIVENESS_THRESHOLD_FIELDS
+from execution.diagnostics_document import LIVENESS_CHECKS
 from otel_diag import instruments, semconv
 
 DEFAULT_FOR = "1m"
@@ -55,7 +55,7 @@ INSTANCE_LABELS = ("job", "instance")
 COUNTERS = frozenset(name for name, _ in instruments.COUNTERS)
 
 # liveness key (semconv.LIVENESS_EVENTS) -> its LivenessConfig threshold field
-THRESHOLD_FIELDS = LIVENESS_THRESHOLD_FIELDS
+THRESHOLD_FIELDS = {check.key: check.threshold_field for check in LIVENESS_CHECKS}
 
 _DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 _DURATION_UNITS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))

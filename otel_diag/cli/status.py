@@ -19,18 +19,17 @@ import math
 import sys
 from typing import Any, Dict, List, Mapping, Tuple
 
-from execution.state_v7 import (
-    IDLE_FLAGS,
+from execution.diagnostics_document import (
+    EXIT_ALERTING,
+    EXIT_HEALTHY,
+    EXIT_UNKNOWN,
     LIVENESS_KEYS,
     STATUS_OK,
     format_age,
-    list_executor_instances,
-    load_runtime_diagnostics_state,
+    health,
+    idle_keys,
 )
-
-EXIT_HEALTHY = 0
-EXIT_ALERTING = 1
-EXIT_UNKNOWN = 2
+from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,20 +51,12 @@ def _seconds(text: str) -> float:
 
 
 def alerts(block: Mapping[str, Any]) -> List[str]:
-    """What makes a trusted block unhealthy: idle liveness keys and a ledger/registry mismatch."""
-    rd = block.get("runtime_diagnostics", {})
-    live, ex = rd.get("liveness", {}), rd.get("exit_pipeline", {})
-    found = [f"{key} idle" + (" (never seen)" if live.get("missing", {}).get(key) is True else "")
-             for key in LIVENESS_KEYS if live.get(IDLE_FLAGS[key]) is True]
-    if ex.get("ledger_registry_mismatch") is True:
-        found.append(f"ledger/registry mismatch ({ex.get('tp_sl_missing_count', 0)} open without TP/SL)")
-    return found
+    """What makes a trusted block unhealthy (the document's one verdict, execution.diagnostics_document.health)."""
+    return list(health(block).alerts)
 
 
 def exit_code(block: Mapping[str, Any]) -> int:
-    if block.get("status") != STATUS_OK:
-        return EXIT_UNKNOWN
-    return EXIT_ALERTING if alerts(block) else EXIT_HEALTHY
+    return health(block).code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,12 +90,13 @@ _OK, _BAD, _WARN, _NONE = "[green]OK[/green]", "[bold red]IDLE[/bold red]", "[ye
 
 def _liveness_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
     live = block["runtime_diagnostics"]["liveness"]
+    idle = idle_keys(live)
     rows = []
     for key in LIVENESS_KEYS:
         detail, limit = live["details"].get(key), live["thresholds"].get(key)
         if live["missing"].get(key) is True:
             state, text = _BAD, "never seen (missing)"
-        elif live.get(IDLE_FLAGS[key]) is True:
+        elif key in idle:
             state, text = _BAD, f"idle for {format_age(detail)}"
         elif key not in live["details"] and limit is None:
             state, text = _NONE, "not checked"

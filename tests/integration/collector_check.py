@@ -1,8 +1,10 @@
 """Structural checks of an OpenTelemetry Collector config, for when no otelcol binary is at hand.
 
+A test helper (used by ``tests/integration/test_collector_config.py``), not part of the product.
+
 Usage::
 
-    from otel_diag.collector_check import check_collector_config, load_collector_config
+    from tests.integration.collector_check import check_collector_config, load_collector_config
     problems = check_collector_config(load_collector_config("collector/otelcol-config.yaml"))
     assert not problems, "\\n".join(problems)
 

@@ -1,6 +1,6 @@
 """The Collector config is structurally sound: defined components, loopback binds, processor order, no literal secrets.
 
-No otelcol binary is installable here, so otel_diag.collector_check stands in for
+No otelcol binary is installable here, so tests/integration/collector_check.py stands in for
 `otelcol-contrib validate`; the negative tests prove each check complains.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_diag.collector_check import check_collector_config, load_collector_config, resolve_env_default
+from tests.integration.collector_check import check_collector_config, load_collector_config, resolve_env_default
 
 CONFIG = Path(__file__).resolve().parents[2] / "collector" / "otelcol-config.yaml"
 

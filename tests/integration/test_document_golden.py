@@ -4,7 +4,7 @@
   figures), with the three values that differ run to run (``written_at``, ``pid``, ``instance_id``)
   replaced by placeholders;
 - the reader: the block ``load_runtime_diagnostics_state`` returns for every fixture and for damaged and
-  hostile files — values, defaults, problems and reasons.
+  hostile files — values, defaults, problems (in order) and reasons, compared as values.
 
 ``OTEL_DIAG_WRITE_GOLDEN=1 pytest tests/integration/test_document_golden.py`` rewrites them; a diff in
 review then shows exactly what a change did to the format.
@@ -30,11 +30,15 @@ _VARYING = [(re.compile(rb'"written_at":"[^"]*"'), b'"written_at":"<written_at>"
             (re.compile(rb'"pid":\d+'), b'"pid":0')]
 
 
-def _check(name: str, actual: bytes) -> None:
+def _check(name: str, actual: bytes, *, as_values: bool = False) -> None:
+    """``actual`` equals the golden file: byte for byte, or (``as_values``) as decoded JSON values, where
+    the order of an object's keys does not count and the order of a list (the problems) does."""
     path = GOLDEN / name
     if WRITE:
         path.write_bytes(actual)
-    assert actual == path.read_bytes(), f"{name} differs from the golden file (OTEL_DIAG_WRITE_GOLDEN=1 rewrites it)"
+    expected = path.read_bytes()
+    same = json.loads(actual) == json.loads(expected) if as_values else actual == expected
+    assert same, f"{name} differs from the golden file (OTEL_DIAG_WRITE_GOLDEN=1 rewrites it)"
 
 
 def test_writer_when_seeded_replay_then_diagnostics_json_bytes_match_the_golden_file(tmp_path, repo_root):
@@ -86,4 +90,4 @@ def test_loader_when_fixtures_and_damaged_files_then_blocks_match_the_golden_fil
         fx.write_raw(tmp_path / name, text)
         block = load_runtime_diagnostics_state(tmp_path / name, now=NOW)
         blocks[name] = {k: (v.replace(str(tmp_path), "<tmp>") if isinstance(v, str) else v) for k, v in block.items()}
-    _check("loaded_blocks.json", (json.dumps(blocks, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+    _check("loaded_blocks.json", (json.dumps(blocks, indent=1, allow_nan=False) + "\n").encode("utf-8"), as_values=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_diag import rules
+from otel_diag.cli import rules
 
 pytestmark = pytest.mark.prometheus
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from otel_diag import rules
+from otel_diag.cli import rules
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "strategy_config.json"

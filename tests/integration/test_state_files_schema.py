@@ -11,7 +11,8 @@ import time
 import jsonschema
 import pytest
 
-from execution.state_v7 import load_runtime_diagnostics_state, parse_timestamp
+from execution.diagnostics_document import parse_iso as parse_timestamp
+from execution.state_v7 import load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

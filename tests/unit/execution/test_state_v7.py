@@ -12,14 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from execution.state_v7 import (
-    LIVENESS_KEYS,
-    format_age,
-    list_executor_instances,
-    load_runtime_diagnostics_state,
-    parse_runtime_diagnostics,
-    parse_timestamp,
-)
+from execution.diagnostics_document import LIVENESS_KEYS, format_age
+from execution.diagnostics_document import parse_iso as parse_timestamp
+from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state, parse_runtime_diagnostics
 from tests.fixtures import diagnostics_state as fx
 
 NOW = 1_767_600_000.0  # 2026-01-05T08:00:00Z

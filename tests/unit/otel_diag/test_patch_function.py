@@ -175,7 +175,7 @@ def test_engine_instance_when_built_before_configure_then_recorded_and_restored_
     decisions = [risk.check(Signal(symbol, Side.BUY, price, T0, 1.0, volatility))
                  for symbol in ("BTCUSDT", "ETHUSDT") for price, volatility in ((100.0, 0.001), (100.0, 0.01))]
     twin = copy.deepcopy(risk)  # an instrumented engine object still copies
-    derived = otel_diag.get_telemetry().snapshot()
+    derived = otel_diag.current().snapshot()
 
     otel_diag.shutdown()
 

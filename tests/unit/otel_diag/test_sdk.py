@@ -224,13 +224,23 @@ def test_shutdown_when_called_twice_then_idempotent():
     assert ExecutionInstrumentor.patched() == []
 
 
-def test_get_telemetry_when_not_configured_then_in_process_and_engine_unpatched():
+def test_current_when_not_configured_then_none_and_reading_configures_nothing():
+    import_engine()
+
+    assert otel_diag.current() is None
+    assert otel_diag.current() is None
+    assert ExecutionInstrumentor.patched() == []
+
+
+def test_spec_facade_when_nothing_configured_then_sets_up_in_process_telemetry_and_engine_unpatched():
+    from execution.diagnostics_metrics import current_telemetry
+
     import_engine()
     assert otel_diag.current() is None
 
-    telemetry = otel_diag.get_telemetry()
+    telemetry = current_telemetry()
 
-    assert telemetry is otel_diag.current() is otel_diag.get_telemetry()
+    assert telemetry is otel_diag.current() is current_telemetry()
     assert telemetry.enabled and not telemetry.instrumented and telemetry.exporters == []
     assert ExecutionInstrumentor.patched() == []
 

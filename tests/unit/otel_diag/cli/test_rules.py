@@ -14,9 +14,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
-from otel_diag import rules, semconv
+from otel_diag import semconv
+from otel_diag.cli import rules
 
-CONFIG = str(Path(__file__).resolve().parents[3] / "config" / "strategy_config.json")
+CONFIG = str(Path(__file__).resolve().parents[4] / "config" / "strategy_config.json")
 LIVENESS_ALERTS = {
     "signals": ("TradingIdleSignals", "TradingSignalsMissing"),
     "orders": ("TradingIdleOrders", "TradingOrdersMissing"),

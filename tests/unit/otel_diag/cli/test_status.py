@@ -12,7 +12,7 @@ import pytest
 from otel_diag.cli import main
 from tests.fixtures import diagnostics_state as fx
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 
 def status(capsys, *args):
