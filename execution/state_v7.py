@@ -8,13 +8,11 @@ Usage::
     block["runtime_diagnostics"]["liveness"]["idle_router"]   # always a bool
 
 Whatever is on disk — no file, an empty or truncated file, wrong types, an unknown
-``schema_version`` — the result has the same shape: every key of spec §4.1 plus the
-extras of ``docs/state_files.md``, each of its documented type, with defaults where the
-file had nothing usable. ``status`` says how far the file can be trusted; only ``"ok"``
-means fresh and well-formed. ``problems`` lists every value that was replaced.
-Durations are finite and never negative.
-
-This module is a reader of the file contract and imports no OpenTelemetry.
+``schema_version`` — the result has the same shape: every key of the document model
+(execution/diagnostics_document.py), each of its type, with defaults where the file had nothing
+usable. ``status`` says how far the file can be trusted; only ``"ok"`` means fresh and
+well-formed. ``problems`` lists every value that was replaced. This module keeps the file I/O,
+the size cap, staleness and folder discovery; it imports no OpenTelemetry.
 """
 from __future__ import annotations
 
@@ -26,34 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Union
 
-from execution.diagnostics_document import (
-    DEFAULT_PUBLISH_INTERVAL_SECONDS,
-    DIAGNOSTICS_FILE,
-    SECTIONS,
-    STALE_AFTER_INTERVALS,
-    STATE_FILES,
-    STATUS_CORRUPT,
-    STATUS_EMPTY,
-    STATUS_INVALID,
-    STATUS_MISSING,
-    STATUS_OK,
-    STATUS_STALE,
-    STATUS_UNREADABLE,
-    STATUSES,
-    ServiceInfo,
-    default_section,
-    describe,
-    format_age,
-    from_json,
-    is_positive_number,
-    parse_iso,
-)
+from execution import diagnostics_document as dd
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-
-__all__ = ["load_runtime_diagnostics_state", "parse_runtime_diagnostics", "default_block", "list_executor_instances",
-           "ExecutorInstance", "MAX_FILE_BYTES", "DIAGNOSTICS_FILE", "STATUSES", "STATUS_OK", "STATUS_MISSING",
-           "STATUS_UNREADABLE", "STATUS_EMPTY", "STATUS_CORRUPT", "STATUS_INVALID", "STATUS_STALE", "format_age"]
 
 Now = Union[datetime, float, int, None]
 
@@ -79,41 +52,41 @@ def _seconds_between(earlier: Optional[datetime], later_seconds: float) -> Optio
 
 
 # -- the block ----------------------------------------------------------------------------
-def default_block(path: str = DIAGNOSTICS_FILE) -> Dict[str, Any]:
+def default_block(path: str = dd.DIAGNOSTICS_FILE) -> Dict[str, Any]:
     """The well-formed block with every default: what a reader sees when the file has nothing."""
     return {
-        "status": STATUS_MISSING,
+        "status": dd.STATUS_MISSING,
         "reason": f"{path}: no diagnostics yet",
         "path": path,
         "schema_version": None,
         "written_at": None,
         "evaluated_at": None,
         "age_seconds": None,
-        "max_age_seconds": STALE_AFTER_INTERVALS * DEFAULT_PUBLISH_INTERVAL_SECONDS,
+        "max_age_seconds": dd.STALE_AFTER_INTERVALS * dd.DEFAULT_PUBLISH_INTERVAL_SECONDS,
         "stale": False,
         "problems": [],
-        "service": default_section(ServiceInfo),
-        "runtime_diagnostics": {name: default_section(cls) for name, cls in SECTIONS},
+        "service": dd.default_section(dd.ServiceInfo),
+        "runtime_diagnostics": {name: dd.default_section(cls) for name, cls in dd.SECTIONS},
     }
 
 
-def parse_runtime_diagnostics(data: Any, *, path: str = DIAGNOSTICS_FILE, now: Now = None,
+def parse_runtime_diagnostics(data: Any, *, path: str = dd.DIAGNOSTICS_FILE, now: Now = None,
                               max_age_seconds: Optional[float] = None) -> Dict[str, Any]:
     """The block for already-decoded JSON ``data``: pure, never raises (see module docstring)."""
     try:
         return _parse(data, path, _now_seconds(now), max_age_seconds)
     except Exception as exc:  # a bug here must not take the panel or the probe down
         block = default_block(path)
-        block.update(status=STATUS_INVALID, reason=f"{path}: could not be interpreted ({type(exc).__name__})")
+        block.update(status=dd.STATUS_INVALID, reason=f"{path}: could not be interpreted ({type(exc).__name__})")
         return block
 
 
 def _parse(data: Any, path: str, now_s: float, max_age_seconds: Optional[float]) -> Dict[str, Any]:
     block = default_block(path)
-    reading = from_json(data)
+    reading = dd.from_json(data)
     block.update(schema_version=reading.schema_version, written_at=reading.written_at,
                  evaluated_at=reading.evaluated_at)
-    block["age_seconds"] = _seconds_between(parse_iso(reading.written_at), now_s)
+    block["age_seconds"] = _seconds_between(dd.parse_iso(reading.written_at), now_s)
     if reading.error is not None:
         status, reason = reading.error
         block.update(status=status, reason=f"{path}: {reason}")
@@ -121,7 +94,7 @@ def _parse(data: Any, path: str, now_s: float, max_age_seconds: Optional[float])
     block.update(service=reading.service, runtime_diagnostics=reading.runtime_diagnostics)
     problems = reading.problems
     interval = block["service"]["publish_interval_seconds"]
-    limit = max_age_seconds if is_positive_number(max_age_seconds) else STALE_AFTER_INTERVALS * interval
+    limit = max_age_seconds if dd.is_positive_number(max_age_seconds) else dd.STALE_AFTER_INTERVALS * interval
     block["max_age_seconds"] = float(limit)  # type: ignore[arg-type]
     age = block["age_seconds"]
     block["stale"] = age is not None and age > limit
@@ -129,13 +102,13 @@ def _parse(data: Any, path: str, now_s: float, max_age_seconds: Optional[float])
 
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        block.update(status=STATUS_INVALID, reason=f"{path}: {problems[0]}{more}")
+        block.update(status=dd.STATUS_INVALID, reason=f"{path}: {problems[0]}{more}")
     elif block["stale"]:
-        block.update(status=STATUS_STALE, reason=(
-            f"{path}: stale, written {format_age(age)} ago, limit {format_age(limit)}"
-            + ("" if is_positive_number(max_age_seconds) else f" (3 × publish interval {format_age(interval)})")))
+        block.update(status=dd.STATUS_STALE, reason=(
+            f"{path}: stale, written {dd.format_age(age)} ago, limit {dd.format_age(limit)}"
+            + ("" if dd.is_positive_number(max_age_seconds) else f" (3 × publish interval {dd.format_age(interval)})")))
     else:
-        block.update(status=STATUS_OK, reason=f"{path}: written {format_age(age)} ago")
+        block.update(status=dd.STATUS_OK, reason=f"{path}: written {dd.format_age(age)} ago")
     return block
 
 
@@ -152,16 +125,16 @@ def load_runtime_diagnostics_state(state_dir: Any = "state", *, now: Now = None,
     the file's own ``service.publish_interval_seconds``.
     """
     try:
-        path = os.path.join(os.fspath(state_dir), DIAGNOSTICS_FILE)
+        path = os.path.join(os.fspath(state_dir), dd.DIAGNOSTICS_FILE)
     except TypeError:
         block = default_block()
-        block.update(status=STATUS_UNREADABLE, reason=f"state dir {describe(state_dir)} is not a path")
+        block.update(status=dd.STATUS_UNREADABLE, reason=f"state dir {dd.describe(state_dir)} is not a path")
         return block
     try:
         return _load(path, now, max_age_seconds)
     except Exception as exc:  # pragma: no cover - last line of defence
         block = default_block(path)
-        block.update(status=STATUS_UNREADABLE, reason=f"{path}: {type(exc).__name__}")
+        block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: {type(exc).__name__}")
         return block
 
 
@@ -171,22 +144,22 @@ def _load(path: str, now: Now, max_age_seconds: Optional[float]) -> Dict[str, An
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
     except (FileNotFoundError, NotADirectoryError):
-        block.update(status=STATUS_MISSING, reason=f"{path}: no such file (has the executor published yet?)")
+        block.update(status=dd.STATUS_MISSING, reason=f"{path}: no such file (has the executor published yet?)")
         return block
     except OSError as exc:
-        block.update(status=STATUS_UNREADABLE, reason=f"{path}: cannot read ({exc.strerror or type(exc).__name__})")
+        block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: cannot read ({exc.strerror or type(exc).__name__})")
         return block
     if len(raw) > MAX_FILE_BYTES:
-        block.update(status=STATUS_UNREADABLE, reason=f"{path}: larger than {MAX_FILE_BYTES} bytes")
+        block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: larger than {MAX_FILE_BYTES} bytes")
         return block
     if not raw.strip():
-        block.update(status=STATUS_EMPTY, reason=f"{path}: empty file")
+        block.update(status=dd.STATUS_EMPTY, reason=f"{path}: empty file")
         return block
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        block.update(status=STATUS_CORRUPT, reason=f"{path}: not valid JSON{where} (truncated or corrupt)")
+        block.update(status=dd.STATUS_CORRUPT, reason=f"{path}: not valid JSON{where} (truncated or corrupt)")
         return block
     return parse_runtime_diagnostics(data, path=path, now=now, max_age_seconds=max_age_seconds)
 
@@ -211,14 +184,14 @@ def list_executor_instances(state_dir: Any = "state") -> List[ExecutorInstance]:
         return [ExecutorInstance(name=str(state_dir), state_dir=str(state_dir))]
     found: List[ExecutorInstance] = []
     try:
-        if any(os.path.isfile(os.path.join(root, f)) for f in STATE_FILES):
+        if any(os.path.isfile(os.path.join(root, f)) for f in dd.STATE_FILES):
             found.append(ExecutorInstance(name=root_name, state_dir=root))
         subdirs = []
         with os.scandir(root) as entries:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
-                if any(os.path.isfile(os.path.join(entry.path, f)) for f in STATE_FILES):
+                if any(os.path.isfile(os.path.join(entry.path, f)) for f in dd.STATE_FILES):
                     subdirs.append(ExecutorInstance(name=entry.name, state_dir=entry.path))
         found.extend(sorted(subdirs, key=lambda i: i.name))
     except OSError:

@@ -25,7 +25,8 @@ from execution.config import AppConfig, DiagnosticsConfig
 from execution.diagnostics_metrics import record_router_event
 from execution.executor_live import RunHooks, RunOptions, run
 from execution.state_publish import DIAGNOSTICS_FILE, DiagnosticsPublisher
-from execution.state_v7 import STATUS_OK, STATUS_STALE, load_runtime_diagnostics_state
+from execution.diagnostics_document import STATUS_OK, STATUS_STALE
+from execution.state_v7 import load_runtime_diagnostics_state
 from otel_diag._log import RateLimitedLog
 
 START = 1_767_571_200.0  # 2026-01-05T00:00:00Z

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 import otel_diag
 from dashboard import risk_panel
-from execution.diagnostics_document import LIVENESS_CHECKS, LIVENESS_KEYS
+from execution.diagnostics_document import LIVENESS_CHECKS, LIVENESS_KEYS, STATUSES
 from execution.diagnostics_metrics import compute_liveness_alerts, parse_timestamp
 from execution.state_publish import write_runtime_diagnostics_state
-from execution.state_v7 import STATUSES, load_runtime_diagnostics_state, parse_runtime_diagnostics
+from execution.state_v7 import load_runtime_diagnostics_state, parse_runtime_diagnostics
 from otel_diag import semconv as sc
 from tests.fixtures import diagnostics_state as fx
 

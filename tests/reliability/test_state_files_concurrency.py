@@ -18,7 +18,8 @@ from execution.clock import SimClock
 from execution.config import AppConfig, DiagnosticsConfig
 from execution.diagnostics_metrics import record_router_event, update_exit_pipeline_status
 from execution.state_publish import DIAGNOSTICS_FILE, POSITIONS_FILE, DiagnosticsPublisher
-from execution.state_v7 import STATUS_OK, load_runtime_diagnostics_state
+from execution.diagnostics_document import STATUS_OK
+from execution.state_v7 import load_runtime_diagnostics_state
 from otel_diag import semconv as sc
 
 START = 1_767_571_200.0  # 2026-01-05T00:00:00Z
