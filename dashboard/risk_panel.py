@@ -34,8 +34,8 @@ from execution.diagnostics_document import (
     format_age,
     health,
     idle_keys,
+    parse_iso,
 )
-from execution.diagnostics_document import parse_iso as parse_timestamp
 
 ICON_OK = "✅"
 ICON_BAD = "🔴"
@@ -87,7 +87,7 @@ def resolve_jaeger_ui_url(block: Mapping[str, Any], configured: Optional[str] = 
 
 def format_time(value: Any) -> str:
     """An ISO time from the file as ``2026-01-05 07:59:00 UTC``; ``—`` when absent or unreadable."""
-    parsed = parse_timestamp(value)
+    parsed = parse_iso(value)
     if parsed is None:
         return "—"
     try:
@@ -267,8 +267,8 @@ def veto_cells(block: Mapping[str, Any]) -> List[Dict[str, Any]]:
 def veto_totals(block: Mapping[str, Any]) -> Dict[str, Any]:
     """Totals for the veto card: signals, orders, vetoes, and the last veto's time as text."""
     vc = _section(block, "veto_counters")
-    last = parse_timestamp(vc.get("last_veto_ts"))
-    evaluated = parse_timestamp(_section(block, "liveness").get("evaluated_at") or block.get("evaluated_at"))
+    last = parse_iso(vc.get("last_veto_ts"))
+    evaluated = parse_iso(_section(block, "liveness").get("evaluated_at") or block.get("evaluated_at"))
     when = "never" if last is None else format_time(vc.get("last_veto_ts"))
     if last is not None and evaluated is not None:
         gap = (evaluated - last).total_seconds()

@@ -19,6 +19,7 @@ may all import it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -414,16 +415,23 @@ def _ordered(value: Mapping[str, Any], kind: Map) -> Dict[str, Any]:
     return {k: value[k] for k in keys}
 
 
+@functools.lru_cache(maxsize=None)
+def _layout(cls: type) -> Tuple[Tuple[str, Optional[Map]], ...]:
+    """(field name, its Map or None) in file order: read once per section type, not on every publish."""
+    return tuple((f.name, f.metadata["kind"] if isinstance(f.metadata["kind"], Map) else None)
+                 for f in dataclasses.fields(cls))
+
+
 def section_to_json(section: Any) -> Dict[str, Any]:
     """One section (a dataclass above) as the file writes it: fields in order, maps ordered, lists copied."""
     out: Dict[str, Any] = {}
-    for f in dataclasses.fields(section):
-        value, kind = getattr(section, f.name), f.metadata["kind"]
-        if isinstance(kind, Map):
-            value = _ordered(value, kind)
+    for name, map_kind in _layout(type(section)):
+        value = getattr(section, name)
+        if map_kind is not None:
+            value = _ordered(value, map_kind)
         elif isinstance(value, list):
             value = list(value)
-        out[f.name] = value
+        out[name] = value
     return out
 
 

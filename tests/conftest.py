@@ -1,6 +1,7 @@
 """Shared fixtures: every test starts and ends with no telemetry configured and the engine unpatched."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -32,26 +33,10 @@ def repo_root() -> str:
 
 
 @pytest.fixture
-def bounded_shutdowns(monkeypatch):
-    """``install(bound_millis)``: run()'s ``otel_diag.shutdown()`` gets at most that bound; returns the
-    list of (flushed, seconds) of each call, for tests that time how shutdown behaves."""
-    import functools
-    import time
+def bounded_shutdowns():
+    """``install(bound_millis)``: run()'s ``otel_diag.shutdown()`` gets at most that bound until the test ends;
+    returns the list of what each call returned (flushed or not)."""
+    from tests.fixtures.replay import bounded_shutdown
 
-    import otel_diag
-
-    def install(bound_millis: float) -> list:
-        calls: list = []
-        original = otel_diag.shutdown
-
-        @functools.wraps(original)
-        def bounded(timeout_millis: float = bound_millis) -> bool:
-            started = time.monotonic()
-            flushed = original(timeout_millis=min(timeout_millis, bound_millis))
-            calls.append((flushed, time.monotonic() - started))
-            return flushed
-
-        monkeypatch.setattr(otel_diag, "shutdown", bounded)
-        return calls
-
-    return install
+    with contextlib.ExitStack() as stack:
+        yield lambda bound_millis: stack.enter_context(bounded_shutdown(bound_millis))

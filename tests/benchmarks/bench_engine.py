@@ -37,7 +37,8 @@ from execution.executor_live import RunHooks, RunOptions, run
 from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
 from otel_diag.wrappers import ACTIVE
 from tests.benchmarks import _before
-from tests.benchmarks.fixtures import DropSpanExporter, quiet_otel
+from tests.benchmarks.fixtures import quiet_otel
+from tests.fixtures.collectors import DropSpans
 from tests.benchmarks.harness import Row, percentile
 
 SHIPPED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "strategy_config.json")
@@ -68,7 +69,7 @@ def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str,
               originals: Dict[str, object]) -> Tuple[List[int], dict]:
     """One replay; the perf_counter_ns of every cycle's end, and facts about the run."""
     stamps: List[int] = []
-    exporter = DropSpanExporter()
+    exporter = DropSpans()
     bound: List[str] = []  # the binding in force during the first cycle
 
     def on_cycle(_result: object) -> None:

@@ -18,7 +18,7 @@ import time
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import wrapt
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_diag
@@ -26,6 +26,7 @@ from execution.models import (Bar, ExitScanResult, Order, Position, PositionSide
                               Signal, SliceResult, TpSlEntry)
 from otel_diag import semconv as sc
 from otel_diag.wrappers import patch_function
+from tests.fixtures.collectors import DropSpans
 
 T0 = 1_767_571_200.0
 SYMBOL = "BTCUSDT"
@@ -108,20 +109,6 @@ def wrapped_host(method: str, wrapper: Callable, base: type = StubHost, wrapt_pa
     return cls()
 
 
-class DropSpanExporter(SpanExporter):
-    """An exporter that accepts and drops spans: the cost of the SDK and the batch queue, no I/O."""
-
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans) -> SpanExportResult:
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def quiet_otel() -> Iterator[None]:
     """Silence the SDK's "Queue full, dropping Span" and similar chatter during measurements."""
@@ -149,7 +136,7 @@ def telemetry_setup(variant: str, clock: Callable[[], float] = time.time, max_qu
                     metric_readers: tuple = ()) -> Iterator["otel_diag.Telemetry"]:
     """``otel_diag.configure`` for one variant, the engine patched; shut down on exit."""
     processors = [] if variant == "metrics only" else [
-        BatchSpanProcessor(DropSpanExporter(), max_queue_size=max_queue_size,
+        BatchSpanProcessor(DropSpans(), max_queue_size=max_queue_size,
                            max_export_batch_size=min(512, max_queue_size))]
     telemetry = otel_diag.configure(clock=clock, metric_readers=metric_readers, **configure_kwargs(variant, processors))
     if variant == "sampler off":

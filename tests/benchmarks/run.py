@@ -27,7 +27,7 @@ FULL: Dict[str, dict] = {
     "snapshot": {"scales": (10, 100, 1_000), "reasons": 20, "repeats": 15},
     "memory": {"events": 100_000, "symbols": 1_000},
     "alternatives": {"loops": 1_000, "rounds": 61},
-    "exporters": {"cycles": 2_000, "warmup": 500, "repeats": 3},
+    "exporters": {"cycles": 2_000, "warmup": 500, "repeats": 5},
 }
 QUICK: Dict[str, dict] = {
     "calls": {"loops": 20, "rounds": 2, "span_loops": 5, "span_rounds": 2},

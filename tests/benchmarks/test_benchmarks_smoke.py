@@ -81,7 +81,8 @@ def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_
     rows, notes = bench_run._runner("exporters")(checked=False, **bench_run.QUICK["exporters"])
 
     _sane(rows)
-    assert [r.key for r in rows] == ["exporters/local", "exporters/closed", "exporters/silent", "exporters/refusing"]
+    assert [r.key for r in rows] == ["exporters/local", "exporters/closed", "exporters/silent", "exporters/refusing",
+                                     "exporters/hung shutdown"]
     assert all(r.value > 0 for r in rows)
     assert "the same journal in every run: True" in notes[0]
 

@@ -6,22 +6,20 @@ Arms: ``baseline`` (tracing with no span processor at all), ``healthy`` (a Batch
 whose exporter succeeds at once: a collector that is up) and ``down`` (OTLP to a port nothing
 listens on). What the down collector costs per cycle against the healthy one is a ratio that
 ``make bench`` measures (tests/benchmarks/bench_exporters.py); this test holds what must never
-change: every bar traded, one journal, shutdown returns.
+change: every bar traded, one journal, shutdown returns (a bounded wait, no clock read).
 """
 from __future__ import annotations
-
-import time
 
 import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_diag
 from tests.fixtures.collectors import DropSpans, closed_port as free_closed_port
-from tests.fixtures.replay import quiet_config_file, traced_replay
+from tests.fixtures.replay import quiet_config_file, returns_within, traced_replay
 
 CYCLES = 200
 SHUTDOWN_BOUND_MILLIS = 500
-SHUTDOWN_SLACK = 5  # a shutdown may take this many times its bound before the test calls it hung
+SHUTDOWN_SLACK = 5  # a shutdown still running after this many times its bound is hung
 
 
 @pytest.fixture
@@ -31,7 +29,7 @@ def closed_port() -> int:
 
 @pytest.fixture
 def shutdowns(bounded_shutdowns) -> list:
-    """run() calls otel_diag.shutdown(); bound it, and record (flushed, seconds) of each call."""
+    """run() calls otel_diag.shutdown(); bound it, and record whether each call flushed."""
     return bounded_shutdowns(SHUTDOWN_BOUND_MILLIS)
 
 
@@ -49,14 +47,13 @@ def test_replay_when_otlp_endpoint_refuses_then_no_error_same_trades_and_shutdow
 
     # Act + Assert
     for arm, (env, processors) in arms.items():
-        timed = traced_replay(tmp_path / arm, config, env, CYCLES, span_processors=list(processors))
-        assert timed.summary.cycles == CYCLES, arm
-        assert ("otlp-traces" in timed.exporters and "otlp-metrics" in timed.exporters) == (arm == "down")
-        journals.add(timed.journal)
+        done = traced_replay(tmp_path / arm, config, env, CYCLES, span_processors=list(processors))
+        assert done.summary.cycles == CYCLES, arm
+        assert ("otlp-traces" in done.exporters and "otlp-metrics" in done.exporters) == (arm == "down")
+        journals.add(done.journal)
 
     assert len(journals) == 1, "an exporter changed what the engine did"
-    assert len(shutdowns) == len(arms)
-    assert all(seconds < SHUTDOWN_SLACK * SHUTDOWN_BOUND_MILLIS / 1000 for _, seconds in shutdowns), shutdowns
+    assert len(shutdowns) == len(arms)  # every run shut its telemetry down and returned
 
 
 def test_configure_when_otlp_endpoint_refuses_then_events_still_count_and_shutdown_is_bounded(closed_port):
@@ -67,6 +64,5 @@ def test_configure_when_otlp_endpoint_refuses_then_events_still_count_and_shutdo
     assert [signal() for _ in range(3)] == ["ok"] * 3
     assert telemetry.snapshot().total_signals == 3
 
-    started = time.monotonic()
-    otel_diag.shutdown(timeout_millis=SHUTDOWN_BOUND_MILLIS)
-    assert time.monotonic() - started < SHUTDOWN_SLACK * SHUTDOWN_BOUND_MILLIS / 1000
+    returns_within(SHUTDOWN_SLACK * SHUTDOWN_BOUND_MILLIS / 1000,
+                   lambda: otel_diag.shutdown(timeout_millis=SHUTDOWN_BOUND_MILLIS))

@@ -9,8 +9,9 @@ Three broken collectors, each on 127.0.0.1 and torn down with the module (tests/
 For each, a replay runs through ``execution.executor_live.run`` with the OTLP exporters pointed
 there and short export intervals (spans every 100 ms, metrics every 200 ms), so the exporters
 fail during the loop. What is asserted is functional: every bar traded, the same journal as the
-same pipeline with exporters that drop locally, no telemetry error swallowed, shutdown returns.
-What a broken collector costs in time (p99 per cycle against that pipeline) is measured by
+same pipeline with exporters that drop locally, no telemetry error swallowed, shutdown returns
+(a bounded wait for it, never a clock read). What a broken collector costs in time — p99 per
+cycle against that pipeline, how long shutdown takes against its bound — is measured by
 ``make bench`` (tests/benchmarks/bench_exporters.py), never here: timings are not a test on a
 shared 2-core machine.
 """
@@ -31,12 +32,12 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_diag
-from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans
-from tests.fixtures.replay import quiet_config_file, traced_replay
+from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans, wait_until
+from tests.fixtures.replay import quiet_config_file, returns_within, traced_replay
 
 CYCLES = 1_000
 SHORT_SHUTDOWN_MILLIS = 300    # the bound used inside the runs (the default one is exercised below)
-SHUTDOWN_SLACK = 5             # a shutdown may take this many times its bound before a test calls it hung
+SHUTDOWN_SLACK = 5             # a shutdown still running after this many times its bound is hung
 FAST_EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "200"}
 
 
@@ -62,7 +63,7 @@ def quiet_config(tmp_path, repo_root) -> str:
 
 @pytest.fixture
 def shutdowns(bounded_shutdowns) -> list:
-    """run() calls ``otel_diag.shutdown()``; give it the short bound and record (flushed, seconds)."""
+    """run() calls ``otel_diag.shutdown()``; give it the short bound and record whether each call flushed."""
     return bounded_shutdowns(SHORT_SHUTDOWN_MILLIS)
 
 
@@ -73,8 +74,8 @@ def replay(state_dir, config_path: str, env: Dict[str, str]):
     """
     local = {} if env else {"span_processors": [BatchSpanProcessor(DropSpans())],
                             "metric_readers": [PeriodicExportingMetricReader(DropMetrics())]}
-    timed = traced_replay(state_dir, config_path, env, CYCLES, **local)
-    return timed.summary, timed.exporters, timed.journal
+    done = traced_replay(state_dir, config_path, env, CYCLES, **local)
+    return done.summary, done.exporters, done.journal
 
 
 def test_replay_when_collector_closed_silent_or_refusing_then_trades_the_same_and_shutdown_returns(
@@ -99,27 +100,10 @@ def test_replay_when_collector_closed_silent_or_refusing_then_trades_the_same_an
     wrapper_errors = [r.getMessage() for r in caplog.records
                       if r.name.startswith("otel_diag") and "did not flush" not in r.getMessage()]
     assert wrapper_errors == []  # no telemetry error was swallowed on the way either
-    assert len(shutdowns) == len(arms)
-    assert all(seconds <= SHUTDOWN_SLACK * SHORT_SHUTDOWN_MILLIS / 1000 for _, seconds in shutdowns), shutdowns
+    assert len(shutdowns) == len(arms)  # every run shut its telemetry down and returned
 
 
 # -- shutdown: bounded, and nothing left running -------------------------------------------------------
-def _spans(n: int) -> None:
-    """End ``n`` spans through the real wrappers (a decorated function, as user code would)."""
-    traced = otel_diag.traced_event("reliability.probe", event="signal", counter="trading.signals")(lambda i: i)
-    for i in range(n):
-        traced(i)
-
-
-def _wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # bounded wait, polling
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 def _connect_refused(address) -> bool:
     try:
         socket.create_connection(address, timeout=0.5).close()
@@ -135,18 +119,14 @@ def test_shutdown_when_collector_hangs_mid_export_then_returns_in_bound_and_prom
     telemetry = otel_diag.configure(clock=time.time, prometheus_port=0,
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["silent"]})
     address = telemetry.prometheus_address
-    _spans(1_000)  # more than one batch (512): the worker exports at once
-    assert _wait_until(lambda: silent.accepted > accepted_before, 5), "the exporter never connected"
+    end_spans(1_000)  # more than one batch (512): the worker exports at once
+    assert wait_until(lambda: silent.accepted > accepted_before, 5), "the exporter never connected"
 
-    # Act
-    started = time.monotonic()
-    flushed = otel_diag.shutdown(timeout_millis=1_000)
-    took = time.monotonic() - started
+    # Act: returns, well before the hung request would ever end
+    flushed = returns_within(SHUTDOWN_SLACK * 1.0, lambda: otel_diag.shutdown(timeout_millis=1_000))
 
     # Assert
-    print(f"shutdown with a hung collector: {took * 1e3:.0f} ms (bound 1000 ms), flushed={flushed}")
     assert not flushed
-    assert took <= SHUTDOWN_SLACK * 1.0
     assert _connect_refused(address), "the Prometheus endpoint still listens after shutdown() returned"
 
 
@@ -156,7 +136,7 @@ def test_shutdown_when_collector_refuses_then_exporter_threads_end_instead_of_re
     before = set(threading.enumerate())
     otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors[collector]})
     exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
-    _spans(1_000)
+    end_spans(1_000)
     time.sleep(0.2)  # let the first export fail and back off
 
     # Act
@@ -165,7 +145,7 @@ def test_shutdown_when_collector_refuses_then_exporter_threads_end_instead_of_re
     # Assert: the final flush could not succeed; what was retrying stops, not after the exporters' 10 s timeout
     assert not flushed
     assert len(exporter_threads) == 2  # the batch span processor's and the periodic metric reader's
-    assert _wait_until(lambda: not any(t.is_alive() for t in exporter_threads), 3.0), \
+    assert wait_until(lambda: not any(t.is_alive() for t in exporter_threads), 3.0), \
         [t.name for t in exporter_threads if t.is_alive()]
 
 
@@ -188,7 +168,7 @@ def test_spans_when_queue_full_because_collector_down_then_trading_thread_builds
         otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["closed"]})
 
         # Act: far more spans than the queue holds (2048) while the exporter is failing
-        _spans(6_000)
+        end_spans(6_000)
 
         # Assert
         assert not [r for r in records if "Queue full" in r.getMessage()]
@@ -236,20 +216,17 @@ def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_
         if arm == "grpc_closed":
             env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
         cmd = [sys.executable, "-m", "execution", "--cycles", "150", "--state-dir", str(tmp_path / arm), *extra]
-        procs[arm] = (time.monotonic(), subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=subprocess.PIPE,
-                                                          stderr=subprocess.PIPE, text=True))
+        procs[arm] = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
 
-    # Act
-    elapsed, results = {}, {}
-    for arm, (started, proc) in procs.items():
-        out, err = proc.communicate(timeout=60)
-        elapsed[arm] = time.monotonic() - started
+    # Act: each exits (a bounded wait: 150 bars and start-up, plus five times the 5 s shutdown bound)
+    exit_wait = 30 + SHUTDOWN_SLACK * DEFAULT_SHUTDOWN_TIMEOUT_MILLIS / 1000
+    results = {}
+    for arm, proc in procs.items():
+        out, err = proc.communicate(timeout=exit_wait)
         results[arm] = (proc.returncode, out, err)
 
     # Assert
-    bound = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS / 1000
-    print("executor wall seconds: " + ", ".join(f"{arm} {s:.2f}" for arm, s in elapsed.items())
-          + f" (shutdown bound {bound:.0f} s)")
     journals = set()
     for arm, (code, out, err) in results.items():
         assert code == 0, (arm, err[-2000:])
@@ -257,6 +234,4 @@ def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_
         journals.add((tmp_path / arm / "journal.jsonl").read_bytes())
         doc = json.loads((tmp_path / arm / "diagnostics.json").read_text()) if arm != "none" else None
         assert doc is None or doc["service"]["state"] == "stopped"
-        # returns: at most the run of the exporter-free process plus five times the shutdown bound
-        assert arm not in endpoints or elapsed[arm] <= elapsed["no_exporter"] + SHUTDOWN_SLACK * bound, (arm, elapsed)
     assert len(journals) == 1, "a broken collector changed what the engine traded"
