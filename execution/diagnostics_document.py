@@ -49,6 +49,12 @@ STATUS_STALE = "stale"
 STATUSES = (STATUS_OK, STATUS_MISSING, STATUS_UNREADABLE, STATUS_EMPTY, STATUS_CORRUPT,
             STATUS_INVALID, STATUS_UNSUPPORTED_SCHEMA, STATUS_STALE)
 
+# service.state: what the executor said of itself in its last write.
+SERVICE_RUNNING = "running"
+SERVICE_STOPPED = "stopped"
+SERVICE_FAILED = "failed"
+SERVICE_STATES = (SERVICE_RUNNING, SERVICE_STOPPED, SERVICE_FAILED)
+
 # The health verdict, and the exit code of ``otel-diag status`` that carries it.
 EXIT_HEALTHY = 0
 EXIT_ALERTING = 1
@@ -325,8 +331,11 @@ class ServiceInfo:
     seed: Optional[int] = item(OPT_INT, None)
     pid: Optional[int] = item(OPT_INT, None, schema={"minimum": 0})
     publish_interval_seconds: float = item(POSITIVE, DEFAULT_PUBLISH_INTERVAL_SECONDS, required=True)
-    state: Optional[str] = item(OPT_TEXT, None, "running while the loop runs, stopped in the final write",
-                                enum=["running", "stopped", None])
+    state: Optional[str] = item(OPT_TEXT, None, "running while the loop runs; stopped in the final write of a run "
+                                "that ended; failed when the run stopped on an error (see failure)",
+                                enum=[*SERVICE_STATES, None])
+    stopped_at: Optional[str] = item(TIMESTAMP, None, "wall time the run stopped or failed; null while running")
+    failure: Optional[str] = item(OPT_TEXT, None, "why the run failed, one line; null unless state is failed")
     jaeger_ui_url: Optional[str] = item(OPT_TEXT, None, "Jaeger UI address; the risk panel links traces when set")
 
 

@@ -29,6 +29,8 @@ from execution.diagnostics_document import (
     POSITIONS_FILE,
     SCHEMA_VERSION,
     SECTIONS,
+    SERVICE_RUNNING,
+    SERVICE_STOPPED,
     DiagnosticsDocument,
     section_to_json,
     service_info,
@@ -86,7 +88,7 @@ class DiagnosticsPublisher:
         self.telemetry = telemetry or current_telemetry()
         self.service = service_info({
             **self.telemetry.service, **(service or {}), "pid": os.getpid(),
-            "publish_interval_seconds": self.interval, "state": "running",
+            "publish_interval_seconds": self.interval, "state": SERVICE_RUNNING,
             "jaeger_ui_url": _without_credentials(os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url)})
         self.path = os.path.join(state_dir, DIAGNOSTICS_FILE)
         self.positions_path = os.path.join(state_dir, POSITIONS_FILE)
@@ -109,7 +111,8 @@ class DiagnosticsPublisher:
         snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry)
         return to_json(DiagnosticsDocument(
             written_at=to_iso(written), evaluated_at=to_iso(evaluated),
-            service=dataclasses.replace(self.service, state="stopped" if final else "running"),
+            service=dataclasses.replace(self.service, state=SERVICE_STOPPED if final else SERVICE_RUNNING,
+                                        stopped_at=to_iso(written) if final else None),
             veto_counters=snapshot.veto_counters, exit_pipeline=snapshot.exit_pipeline_status,
             liveness=snapshot.liveness_alerts))
 

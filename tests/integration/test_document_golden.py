@@ -1,7 +1,7 @@
 """Golden files for the diagnostics.json document, written before the document model moved into one module.
 
 - the writer: the bytes of diagnostics.json after a seeded replay (tp_sl_gap, so every section carries
-  figures), with the three values that differ run to run (``written_at``, ``pid``, ``instance_id``)
+  figures), with the four values that differ run to run (``written_at``, ``stopped_at``, ``pid``, ``instance_id``)
   replaced by placeholders;
 - the reader: the block ``load_runtime_diagnostics_state`` returns for every fixture and for damaged and
   hostile files — values, defaults, problems (in order) and reasons, compared as values.
@@ -26,6 +26,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 NOW = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 WRITE = os.environ.get("OTEL_DIAG_WRITE_GOLDEN") == "1"
 _VARYING = [(re.compile(rb'"written_at":"[^"]*"'), b'"written_at":"<written_at>"'),
+            (re.compile(rb'"stopped_at":"[^"]*"'), b'"stopped_at":"<stopped_at>"'),
             (re.compile(rb'"instance_id":"[^"]*"'), b'"instance_id":"<instance_id>"'),
             (re.compile(rb'"pid":\d+'), b'"pid":0')]
 
