@@ -35,6 +35,11 @@ JOURNAL_FILE = "journal.jsonl"
 STATE_FILES = (DIAGNOSTICS_FILE, POSITIONS_FILE, JOURNAL_FILE)
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 60.0
 STALE_AFTER_INTERVALS = 3
+# The longest publish interval a config or a file may state: a reader's max age (3 intervals) is never
+# unbounded, so a file that claims "publish every 1e300 s" can never stay fresh for ever.
+MAX_PUBLISH_INTERVAL_SECONDS = 3600.0
+# How far in the future a written_at may be and still count as fresh (clock skew between writer and reader).
+FUTURE_SKEW_SECONDS = 30.0
 MAX_PROBLEMS = 50
 
 # How far a file can be trusted (the loader's ``status``); only STATUS_OK is fresh and well-formed.
