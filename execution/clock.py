@@ -6,12 +6,29 @@ Usage::
     clock.set(1767571260.0)
     clock()                                # 1767571260.0
     wall_clock()                           # realtime: time.time()
+    on_calendar(1767571200.0)              # True: a time the engine can stamp
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 wall_clock = time.time
+
+# The calendar every time the engine stamps lies in: from the Unix epoch to the last second that
+# datetime — and so the journal's ISO times — can write. Inputs are checked against it at the edge.
+EARLIEST_SECONDS = 0.0                  # 1970-01-01T00:00:00Z
+LATEST_SECONDS = 253_402_300_799.0      # 9999-12-31T23:59:59Z
+
+
+def on_calendar(ts: float, latest: float = LATEST_SECONDS) -> bool:
+    """Whether ``ts`` (Unix seconds) is a time from the epoch to ``latest`` (NaN and infinities are not)."""
+    return isinstance(ts, (int, float)) and not isinstance(ts, bool) and EARLIEST_SECONDS <= ts <= latest
+
+
+def iso_z(ts: float) -> str:
+    """A time on the calendar as ISO-8601 UTC to the second, e.g. ``9999-12-31T23:59:59Z`` (for messages)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class SimClock:

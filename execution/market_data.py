@@ -6,21 +6,34 @@ Usage::
     for ts, bars in feed.steps(100):      # bars: {symbol: Bar}
         ...
     steps = load_csv("bars.csv")           # raises DataError naming the line
+
+The loader reads regular files only (a FIFO or ``/dev/zero`` is refused before a byte is read),
+lines of at most ``MAX_LINE_CHARS``, times on the engine's calendar and prices and volumes in
+the ranges below, so whatever the file holds, memory stays bounded and the run can stamp every bar.
 """
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import re
 from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Sequence, Tuple
 
+from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_z, on_calendar
+from execution.config import MAX_BAR_SECONDS, open_regular_file, shown_path
+from execution.diagnostics_document import describe
 from execution.models import Bar
 
 Step = Tuple[float, Dict[str, Bar]]
 
 CSV_COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
+
+MAX_LINE_CHARS = 4096          # a row needs ~80; a longer line (or /dev/zero-like data) is refused as read
+LATEST_BAR_SECONDS = LATEST_SECONDS - MAX_BAR_SECONDS   # 9999-12-30T23:59:59Z: the last bar closes on the calendar
+MIN_PRICE, MAX_PRICE = 1e-12, 1e12   # sizing divides by the price; every product stays finite
+MAX_VOLUME = 1e18
 
 _BASE_PRICES = {
     "BTCUSDT": 64_000.0, "ETHUSDT": 3_200.0, "SOLUSDT": 150.0, "BNBUSDT": 580.0,
@@ -91,7 +104,10 @@ def parse_ts(text: str) -> float:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
+        try:
+            return dt.timestamp()
+        except OverflowError:
+            raise ValueError("not a time on the Unix line") from None
     if not math.isfinite(value):
         raise ValueError("not a finite time")
     return value
@@ -99,43 +115,58 @@ def parse_ts(text: str) -> float:
 
 def load_csv(path: str) -> List[Step]:
     """Read OHLCV rows ``ts,symbol,open,high,low,close,volume`` into time-ordered steps."""
+    where = shown_path(path)
     try:
-        # utf-8-sig tolerates a spreadsheet's BOM; undecodable bytes are kept as surrogates
-        # and reported with their line number (a decode error would name the buffer, not the line)
-        fh = open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
+        raw = open_regular_file(path)
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise DataError(f"{where}: cannot read ({exc.strerror})") from None
+    # utf-8-sig tolerates a spreadsheet's BOM; undecodable bytes are kept as surrogates
+    # and reported with their line number (a decode error would name the buffer, not the line)
+    fh = io.TextIOWrapper(raw, newline="", encoding="utf-8-sig", errors="surrogateescape")
     by_ts: Dict[float, Dict[str, Bar]] = {}
     with fh:
-        reader = csv.reader(fh)
+        reader = csv.reader(_capped_lines(fh, where))
         try:
             header = next(reader, None)
         except csv.Error as exc:
-            raise DataError(f"{path}:1: unreadable header ({exc})") from None
+            raise DataError(f"{where}:1: unreadable header ({exc})") from None
         if header is None:
-            raise DataError(f"{path}: empty file, expected a header {','.join(CSV_COLUMNS)}")
-        _check_text(header, path, 1)
+            raise DataError(f"{where}: empty file, expected a header {','.join(CSV_COLUMNS)}")
+        _check_text(header, where, 1)
         if tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
-            raise DataError(f"{path}:1: expected header {','.join(CSV_COLUMNS)}, got {','.join(header)}")
+            raise DataError(f"{where}:1: expected header {','.join(CSV_COLUMNS)}, got {describe(','.join(header))}")
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                raise DataError(f"{path}:{reader.line_num}: unreadable row ({exc})") from None
+                raise DataError(f"{where}:{reader.line_num}: unreadable row ({exc})") from None
             line = reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
-            _check_text(row, path, line)
-            bar = _parse_row(row, path, line)
+            _check_text(row, where, line)
+            bar = _parse_row(row, where, line)
             bars = by_ts.setdefault(bar.ts, {})
             if bar.symbol in bars:
-                raise DataError(f"{path}:{line}: duplicate bar for {bar.symbol} at {row[0]}")
+                raise DataError(f"{where}:{line}: duplicate bar for {bar.symbol} at {describe(row[0])}")
             bars[bar.symbol] = bar
     if not by_ts:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{where}: no data rows")
     return [(ts, by_ts[ts]) for ts in sorted(by_ts)]
+
+
+def _capped_lines(fh: io.TextIOBase, path: str) -> Iterator[str]:
+    """The file's lines, each read with a cap: an endless line fails at MAX_LINE_CHARS, not at out-of-memory."""
+    number = 0
+    while True:
+        line = fh.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(f"{path}:{number}: line longer than {MAX_LINE_CHARS} characters")
+        yield line
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -152,18 +183,26 @@ def _parse_row(row: List[str], path: str, line: int) -> Bar:
     try:
         ts = parse_ts(row[0])
     except ValueError:
-        raise DataError(f"{path}:{line}: ts: expected an ISO-8601 time or Unix seconds, got {row[0]!r}") from None
+        raise DataError(f"{path}:{line}: ts: expected an ISO-8601 time or Unix seconds, got {describe(row[0])}") from None
+    if not on_calendar(ts, LATEST_BAR_SECONDS):
+        raise DataError(f"{path}:{line}: ts: expected a time from {iso_z(EARLIEST_SECONDS)} to "
+                        f"{iso_z(LATEST_BAR_SECONDS)}, got {describe(row[0])}")
     symbol = row[1].strip()
     if not symbol or not symbol.isprintable() or any(c.isspace() for c in symbol):
-        raise DataError(f"{path}:{line}: symbol: expected a non-empty symbol without spaces, got {row[1]!r}")
+        raise DataError(f"{path}:{line}: symbol: expected a non-empty symbol without spaces, got {describe(row[1])}")
     values = []
     for name, text in zip(CSV_COLUMNS[2:], row[2:]):
         try:
             v = float(text)
         except ValueError:
-            raise DataError(f"{path}:{line}: {name}: expected a number, got {text!r}") from None
-        if not math.isfinite(v) or v < 0 or (name != "volume" and v == 0):
-            raise DataError(f"{path}:{line}: {name}: expected a finite positive number, got {text!r}")
+            raise DataError(f"{path}:{line}: {name}: expected a number, got {describe(text)}") from None
+        if name == "volume":
+            if not 0 <= v <= MAX_VOLUME:
+                raise DataError(f"{path}:{line}: volume: expected a finite positive number up to {MAX_VOLUME:.0e}"
+                                f" (0 allowed), got {describe(text)}")
+        elif not MIN_PRICE <= v <= MAX_PRICE:
+            raise DataError(f"{path}:{line}: {name}: expected a finite positive number from {MIN_PRICE:.0e} to "
+                            f"{MAX_PRICE:.0e}, got {describe(text)}")
         values.append(v)
     o, h, lo, c, vol = values
     if h < max(o, c, lo) or lo > min(o, c):

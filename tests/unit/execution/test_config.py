@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from execution.config import AppConfig, ConfigError, config_from_dict, load_config
+from execution.config import (MAX_BAR_SECONDS, MAX_CYCLES, MAX_DURATION_SECONDS, MAX_USDT, AppConfig, ConfigError,
+                              config_from_dict, load_config)
+from execution.diagnostics_document import MAX_PUBLISH_INTERVAL_SECONDS
 
 
 def _write(tmp_path, text: str) -> str:
@@ -124,6 +126,19 @@ def test_config_when_wrong_type_then_error_names_key_path_and_type(data, key_pat
     ({"market_data": {"start": "yesterday"}}, "market_data.start"),
     ({"telemetry": {"prometheus_port": 70000}}, "telemetry.prometheus_port"),
     ({"diagnostics": {"publish_interval_seconds": 0}}, "diagnostics.publish_interval_seconds"),
+    ({"diagnostics": {"publish_interval_seconds": MAX_PUBLISH_INTERVAL_SECONDS + 0.5}}, "diagnostics.publish_interval_seconds"),
+    ({"market_data": {"bar_seconds": MAX_BAR_SECONDS + 1}}, "market_data.bar_seconds"),
+    ({"market_data": {"start": "1969-12-31T23:59:59Z"}}, "market_data.start"),
+    ({"market_data": {"start": "9999-12-31T23:59:59Z"}}, "market_data.start"),
+    ({"risk": {"max_order_notional_usdt": MAX_USDT * 10}}, "risk.max_order_notional_usdt"),
+    ({"risk": {"cooldown_after_exit_seconds": MAX_DURATION_SECONDS + 1}}, "risk.cooldown_after_exit_seconds"),
+    ({"diagnostics": {"liveness": {"max_idle_orders_seconds": MAX_DURATION_SECONDS + 1}}},
+     "diagnostics.liveness.max_idle_orders_seconds"),
+    ({"strategy": {"slow_ema_bars": 10_001}}, "strategy.slow_ema_bars"),
+    ({"strategy": {"stop_loss_pct": 1e-9}}, "strategy.stop_loss_pct"),
+    ({"strategy": {"min_volatility": 2}}, "strategy.min_volatility"),
+    ({"router": {"twap_slices": 1_001}}, "router.twap_slices"),
+    ({"router": {"max_retries": 101}}, "router.max_retries"),
 ])
 def test_config_when_impossible_value_then_error_names_key_path_and_expectation(data, key_path):
     with pytest.raises(ConfigError) as err:
@@ -132,6 +147,65 @@ def test_config_when_impossible_value_then_error_names_key_path_and_expectation(
     message = str(err.value)
     assert message.startswith(f"{key_path}: expected ")
     assert "got" in message
+
+
+@pytest.mark.parametrize("data", [
+    {"diagnostics": {"publish_interval_seconds": MAX_PUBLISH_INTERVAL_SECONDS}},
+    {"market_data": {"bar_seconds": MAX_BAR_SECONDS}},
+    {"risk": {"max_gross_exposure_usdt": MAX_USDT, "cooldown_after_exit_seconds": MAX_DURATION_SECONDS}},
+    {"diagnostics": {"liveness": {"max_idle_exits_seconds": MAX_DURATION_SECONDS}}},
+    {"strategy": {"stop_loss_pct": 1e-6, "fast_ema_bars": 9_999, "slow_ema_bars": 10_000, "min_volatility": 1}},
+    {"router": {"twap_slices": 1_000, "max_retries": 100}},
+    {"market_data": {"start": "1970-01-01T00:00:00Z"}},
+    {"market_data": {"start": "9998-02-05T13:19:59Z"}},  # the latest start for MAX_CYCLES minute bars
+])
+def test_config_when_value_at_its_bound_then_accepted(data):
+    config_from_dict(data)
+
+
+def test_config_when_start_later_than_the_longest_run_allows_then_error_names_the_latest_start():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"market_data": {"start": "9998-02-05T13:20:00Z"}})
+
+    assert str(err.value) == (f"market_data.start: expected a time from 1970-01-01T00:00:00Z to 9998-02-05T13:19:59Z "
+                              f"(so that {MAX_CYCLES} bars of 60 s end by 9999-12-31T23:59:59Z), got '9998-02-05T13:20:00Z'")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('{"router": {"twap_slices": %s}}' % ("9" * 5000), "invalid JSON: a number of more than 4300 digits"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "invalid JSON: nested too deeply"),
+    ('{"risk": {"cooldown_after_exit_seconds": %s}}' % ("9" * 400), "cooldown_after_exit_seconds: expected a finite number"),
+    ('{"strategy": {"symbols": ["%s"], "fast_ema_bars": 0}}' % ("X" * 100), "expected an integer >= 1, got 0"),
+])
+def test_load_when_number_or_nesting_beyond_what_python_reads_then_one_short_error(tmp_path, text, fragment):
+    path = _write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+
+    assert fragment in str(err.value) and len(str(err.value)) < 300
+
+
+def test_config_when_huge_value_then_error_shows_it_cut():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"market_data": {"start": "9" * 1000}})
+
+    assert str(err.value).endswith(", got '999999999999999999999999999999999999...")
+
+
+def test_load_when_a_fifo_then_error_at_once(tmp_path):
+    fifo = tmp_path / "cfg.json"
+    os.mkfifo(fifo)
+
+    with pytest.raises(ConfigError, match=r"cannot read config \(a FIFO, not a regular file\)"):
+        load_config(str(fifo))
+
+
+def test_load_when_larger_than_the_cap_then_error(tmp_path):
+    path = _write(tmp_path, "{" + " " * (1024 * 1024) + "}")
+
+    with pytest.raises(ConfigError, match="config larger than 1024 KiB"):
+        load_config(path)
 
 
 def test_config_when_fast_ema_not_faster_than_slow_then_error():

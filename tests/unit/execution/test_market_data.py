@@ -1,10 +1,13 @@
 """execution.market_data: the seeded synthetic feed and the strict CSV loader."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from execution.config import DEFAULT_SYMBOLS
-from execution.market_data import CSV_COLUMNS, DataError, SyntheticFeed, load_csv, parse_ts
+from execution.market_data import (CSV_COLUMNS, LATEST_BAR_SECONDS, MAX_LINE_CHARS, DataError, SyntheticFeed, load_csv,
+                                    parse_ts)
 from tests.unit.execution.builders import T0
 
 HEADER = ",".join(CSV_COLUMNS)
@@ -129,6 +132,11 @@ def test_load_csv_when_file_starts_with_a_bom_then_header_accepted(tmp_path):
     ("1767571260,BTCUSDT,100,101,99,0,1", 3, "close: expected a finite positive number"),
     ("1767571260,BTCUSDT,100,101,99,nan,1", 3, "close: expected a finite positive number"),
     ("1767571260,BTCUSDT,100,101,99,100,-1", 3, "volume: expected a finite positive number"),
+    ("1767571260,BTCUSDT,100,101,99,100,1e19", 3, "volume: expected a finite positive number up to 1e+18"),
+    ("1767571260,BTCUSDT,1e13,1e13,99,100,1", 3, "open: expected a finite positive number from 1e-12 to 1e+12"),
+    ("1767571260,BTCUSDT,100,101,1e-13,100,1", 3, "low: expected a finite positive number from 1e-12 to 1e+12"),
+    ("-60,BTCUSDT,100,101,99,100,1", 3, "ts: expected a time from 1970-01-01T00:00:00Z to 9999-12-30T23:59:59Z"),
+    ("9999-12-31T00:00:00Z,BTCUSDT,100,101,99,100,1", 3, "ts: expected a time from 1970-01-01T00:00:00Z"),
     ("1767571260,BTCUSDT,100,99,101,100,1", 3, "expected low <= open,close <= high"),
     ("1767571260,BTCUSDT,100,105,99,106,1", 3, "expected low <= open,close <= high"),
     ("1767571200,BTCUSDT,100,101,99,100,1", 3, "duplicate bar for BTCUSDT"),
@@ -211,3 +219,37 @@ def test_load_csv_when_symbol_has_a_control_character_then_error_names_line(tmp_
 
     with pytest.raises(DataError, match=r":3: symbol: expected a non-empty symbol"):
         load_csv(str(path))
+
+
+def test_load_csv_when_times_at_the_calendar_edges_then_accepted(tmp_path):
+    path = _csv(tmp_path, "0,BTCUSDT,100,101,99,100,1", f"{LATEST_BAR_SECONDS:.0f},BTCUSDT,100,101,99,100,1")
+
+    steps = load_csv(path)
+
+    assert [ts for ts, _ in steps] == [0, LATEST_BAR_SECONDS]
+
+
+def test_load_csv_when_a_line_is_exactly_the_cap_then_accepted_and_one_more_character_refused(tmp_path):
+    # Arrange: a row padded with spaces in the symbol's cell to MAX_LINE_CHARS characters, newline included
+    row = "1767571200,BTCUSDT,100,101,99,100,1"
+    padded = row.replace("BTCUSDT", "BTCUSDT" + " " * (MAX_LINE_CHARS - len(row) - 1))
+    ok = _csv(tmp_path, padded, name="ok.csv")
+    too_long = _csv(tmp_path, padded.replace("BTCUSDT", "BTCUSDT "), name="long.csv")
+
+    # Act / Assert
+    assert load_csv(ok)[0][1]["BTCUSDT"].close == 100
+    with pytest.raises(DataError, match=rf"long\.csv:2: line longer than {MAX_LINE_CHARS} characters"):
+        load_csv(too_long)
+
+
+def test_load_csv_when_a_fifo_then_error_at_once(tmp_path):
+    fifo = tmp_path / "bars.csv"
+    os.mkfifo(fifo)
+
+    with pytest.raises(DataError, match=r"cannot read \(a FIFO, not a regular file\)"):
+        load_csv(str(fifo))
+
+
+def test_load_csv_when_dev_zero_then_error_before_reading():
+    with pytest.raises(DataError, match=r"/dev/zero: cannot read \(a character device, not a regular file\)"):
+        load_csv("/dev/zero")
