@@ -32,6 +32,7 @@ except ImportError:  # run from a checkout that is not installed: make the proje
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from dashboard import risk_panel
 from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state
+from otel_diag.redact import url_without_credentials
 
 DEFAULT_REFRESH_SECONDS = 5.0
 MIN_REFRESH_SECONDS = 1.0
@@ -70,7 +71,7 @@ def parse_options(argv: Sequence[str], environ: Optional[dict] = None) -> Option
     return Options(
         state_dir=args.state_dir or env.get("OTEL_DIAG_STATE_DIR") or "state",
         refresh_seconds=refresh,
-        jaeger_ui_url=args.jaeger_ui_url or env.get("JAEGER_UI_URL") or None,
+        jaeger_ui_url=url_without_credentials(args.jaeger_ui_url or env.get("JAEGER_UI_URL")),
         warnings=tuple(warnings),
     )
 

@@ -15,17 +15,26 @@ The OTel environment variables are honoured: ``OTEL_SDK_DISABLED``; ``OTEL_EXPOR
 (``otlp``, ``console``, ``prometheus``, ``none``), ``OTEL_TRACES_SAMPLER``, ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_EXPORTER_PROMETHEUS_HOST/PORT``.
 With no endpoint configured nothing is exported and tracing is off (metrics stay in-process).
+
+A bad setting never stops the application: it is one warning line naming it (a header value never shown,
+a URL without its credentials), then its default, or that part of telemetry off (``_Settings``). The
+``OTEL_BSP_*`` and ``OTEL_METRIC_EXPORT_*`` variables the SDK reads itself are checked here first, from ``env``
+then ``os.environ``. Secrets in the settings are masked in every log record (:mod:`otel_diag.redact`).
 """
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
+from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -37,6 +46,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from otel_diag import semconv as sc
 from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, cell_for, unbind_instruments
 from otel_diag.reader import DerivedMetrics, DiagnosticsMetricReader
+from otel_diag.redact import hide_in_logs, secrets_in, shown_value
 from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC, EventState
 
 _logger = logging.getLogger("otel_diag")
@@ -79,9 +89,100 @@ class Telemetry:
 _lock = threading.RLock()
 _current: Optional[Telemetry] = None
 
+# The SDK's defaults (the specification's) for the settings the SDK would read from os.environ itself.
+_SDK_DEFAULTS = {"OTEL_BSP_SCHEDULE_DELAY": 5_000, "OTEL_BSP_EXPORT_TIMEOUT": 30_000, "OTEL_BSP_MAX_QUEUE_SIZE": 2_048,
+                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512, "OTEL_METRIC_EXPORT_INTERVAL": 60_000,
+                 "OTEL_METRIC_EXPORT_TIMEOUT": 30_000}
+_SDK_COUNTS = ("OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")  # integers; the others are milliseconds
+TRACES_EXPORTERS = ("otlp", "console", "none")
+METRICS_EXPORTERS = ("otlp", "prometheus", "console", "none")
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+DNS_LOOKUP_SECONDS = 2.0  # a collector's host that does not resolve within this is left to the exporter
 
-def _env_list(env: Mapping[str, str], name: str, default: str) -> List[str]:
-    return [p.strip().lower() for p in env.get(name, default).split(",") if p.strip()]
+
+class _Settings(Mapping[str, str]):
+    """``env`` as one ``configure()`` reads it: a bad value is one warning line naming the setting, then its default
+    (or that part off). The SDK would raise on some bad values and print tracebacks for others; nothing bad reaches it.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        # Variables the SDK reads from os.environ on its own: from ``env`` first, then where the SDK looks.
+        self._sdk_env: Mapping[str, str] = env if env is os.environ else ChainMap(dict(env), os.environ)
+        self._warned: Set[str] = set()
+        self._lookups: Dict[str, Optional[str]] = {}
+
+    def __getitem__(self, name: str) -> str:
+        return self._env[name]
+
+    def __iter__(self):
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def reject(self, name: str, value: object, expected: str, instead: str) -> None:
+        """One warning for ``name`` per configure(): its value as it may be shown, what was expected, what happens."""
+        shown = shown_value(name, str(value))
+        self.warn_once(name, "otel_diag: %s=%s: expected %s; %s", name, shown, expected, instead)
+
+    def warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _logger.warning(message, *args)
+
+    def sdk_number(self, name: str) -> float:
+        """The SDK setting ``name``: an integer > 0 (milliseconds, or a count), else the SDK's default."""
+        raw, default = self._sdk_env.get(name), _SDK_DEFAULTS[name]
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = int(raw) if name in _SDK_COUNTS else float(raw)
+        except ValueError:
+            value = 0
+        if not 0 < value < math.inf:
+            self.reject(name, raw, "an integer > 0" if name in _SDK_COUNTS else "a number of milliseconds > 0",
+                        f"using {default}")
+            return default
+        return value
+
+    def is_set(self, name: str) -> bool:
+        return bool((self._sdk_env.get(name) or "").strip())
+
+    def lookup_failure(self, host: str) -> Optional[str]:
+        """Why ``host`` does not resolve, or None (it does, or the lookup outlasts :data:`DNS_LOOKUP_SECONDS`)."""
+        if host not in self._lookups:
+            self._lookups[host] = _lookup_failure(host)
+        return self._lookups[host]
+
+
+def _settings(env: Mapping[str, str]) -> _Settings:
+    return env if isinstance(env, _Settings) else _Settings(env)
+
+
+def _lookup_failure(host: str) -> Optional[str]:
+    failure: List[str] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, None)
+        except (OSError, ValueError) as exc:  # gaierror; UnicodeError for a name IDNA cannot encode
+            failure.append(getattr(exc, "strerror", None) or str(exc))
+
+    worker = threading.Thread(target=lookup, name="otel_diag-lookup", daemon=True)
+    worker.start()
+    worker.join(DNS_LOOKUP_SECONDS)
+    return failure[0] if failure else None
+
+
+def _exporter_names(env: Mapping[str, str], name: str, known: Sequence[str]) -> List[str]:
+    """``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: the known names listed; unknown ones are dropped."""
+    raw = env.get(name) or "otlp"
+    names = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    if any(n not in known for n in names):
+        names = [n for n in names if n in known] or ["otlp"]
+        _settings(env).reject(name, raw, f"a list of {', '.join(known)}", f"using {','.join(names)}")
+    return names
 
 
 def _env_true(env: Mapping[str, str], name: str) -> bool:
@@ -111,66 +212,103 @@ def _sampler(env: Mapping[str, str]):
     """The sampler ``OTEL_TRACES_SAMPLER`` / ``…_ARG`` in ``env`` names (the SDK would read os.environ)."""
     from opentelemetry.sdk.trace import sampling
 
-    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    settings = _settings(env)
+    raw = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    name = raw.strip().lower()
     known = {"always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF,
              "parentbased_always_on": sampling.DEFAULT_ON, "parentbased_always_off": sampling.DEFAULT_OFF}
     ratio = {"traceidratio": sampling.TraceIdRatioBased, "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio}
     if name in known:
         return known[name]
     if name in ratio:
+        arg = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
         try:
-            rate = float(env.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(rate)
+            rate = float(arg)
         except ValueError:
-            _logger.warning("otel_diag: OTEL_TRACES_SAMPLER_ARG is not a ratio 0..1; sampling everything")
+            rate = math.nan
+        if not 0.0 <= rate <= 1.0:
+            settings.reject("OTEL_TRACES_SAMPLER_ARG", arg, "a ratio 0..1", "sampling everything")
             rate = 1.0
         return ratio[name](rate)
-    _logger.warning("otel_diag: unknown OTEL_TRACES_SAMPLER %r; using parentbased_always_on", name)
+    settings.reject("OTEL_TRACES_SAMPLER", raw, f"one of {', '.join([*known, *ratio])}", "using parentbased_always_on")
     return sampling.DEFAULT_ON
 
 
 _OTLP_EXPORTERS = {  # (signal, protocol) -> (module, class)
     ("TRACES", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
-    ("TRACES", "http"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("TRACES", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
     ("METRICS", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
-    ("METRICS", "http"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("METRICS", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
 }
 
 
 def _otlp_exporter(env: Mapping[str, str], signal: str):
-    """The OTLP exporter of ``signal`` (``TRACES`` or ``METRICS``) configured from ``env`` alone
-    (the exporters on their own would read endpoint, headers and timeout from os.environ)."""
+    """The OTLP exporter of ``signal`` (``TRACES`` or ``METRICS``) configured from ``env`` alone (the exporters on
+    their own would read endpoint, headers and timeout from os.environ); None when it has no usable endpoint."""
     import importlib
 
-    protocol = env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    module, name = _OTLP_EXPORTERS[(signal, "grpc" if protocol.strip().lower() == "grpc" else "http")]
+    protocol = _otlp_protocol(env, signal)
+    endpoint = _otlp_endpoint(env, signal, protocol)
+    if endpoint is None:
+        return None
+    module, name = _OTLP_EXPORTERS[(signal, protocol)]
     exporter_class = getattr(importlib.import_module(module), name)
-    return exporter_class(endpoint=_otlp_endpoint(env, signal, protocol), headers=_otlp_headers(env, signal),
-                          timeout=_export_timeout(env, signal))
+    try:  # the exporters read more settings from os.environ (compression, certificates) and raise on some
+        return exporter_class(endpoint=endpoint, headers=_otlp_headers(env, signal),
+                              timeout=_export_timeout(env, signal))
+    except Exception as exc:
+        problem = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the message
+        _settings(env).warn_once(problem, "otel_diag: an OTLP exporter failed to start (%s); what it would export "
+                                          "stays in-process", problem)
+        return None
+
+
+def _signal_setting(env: Mapping[str, str], what: str, signal: str) -> str:
+    """The setting that gives ``what`` (``ENDPOINT``, ``HEADERS``…) for ``signal``: its own, else the shared one."""
+    specific = f"OTEL_EXPORTER_OTLP_{signal}_{what}"
+    return specific if env.get(specific) else f"OTEL_EXPORTER_OTLP_{what}"
+
+
+def _otlp_protocol(env: Mapping[str, str], signal: str) -> str:
+    name = _signal_setting(env, "PROTOCOL", signal)
+    raw = env.get(name) or "http/protobuf"
+    if raw.strip().lower() not in OTLP_PROTOCOLS:
+        _settings(env).reject(name, raw, " or ".join(OTLP_PROTOCOLS), "using http/protobuf")
+        return "http/protobuf"
+    return raw.strip().lower()
 
 
 def _otlp_headers(env: Mapping[str, str], signal: str) -> Optional[Dict[str, str]]:
-    """``OTEL_EXPORTER_OTLP_[<signal>_]HEADERS`` from ``env`` (``k=v,k2=v2``, values URL-encoded)."""
+    """``OTEL_EXPORTER_OTLP_[<signal>_]HEADERS`` from ``env`` (``k=v,k2=v2``, values URL-encoded); entries that do
+    not parse are dropped with one warning that names the setting and never its value."""
     from opentelemetry.util.re import parse_env_headers
 
-    raw = env.get(f"OTEL_EXPORTER_OTLP_{signal}_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
-    return parse_env_headers(raw, liberal=True) if raw else None
+    name = _signal_setting(env, "HEADERS", signal)
+    raw = env.get(name)
+    if not raw:
+        return None
+    entries = [e for e in raw.split(",") if e.strip()]
+    parsed = [parse_env_headers(e, liberal=True) for e in entries]  # one entry at a time: {} when it does not parse
+    bad = sum(1 for p in parsed if not p)
+    if bad:
+        _settings(env).reject(name, raw, "name=value entries separated by commas, values URL-encoded",
+                              f"{bad} of {len(entries)} entries not sent")
+    return {k: v for p in parsed for k, v in p.items()}
 
 
 def _export_timeout(env: Mapping[str, str], signal: str) -> float:
     """Seconds per export request: ``OTEL_EXPORTER_OTLP_[<signal>_]TIMEOUT`` from ``env`` (seconds, as the
     Python exporters read it), else :data:`DEFAULT_EXPORT_TIMEOUT_SECONDS`; a bad value warns."""
-    raw = env.get(f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    name = _signal_setting(env, "TIMEOUT", signal)
+    raw = env.get(name)
     if not raw:
         return DEFAULT_EXPORT_TIMEOUT_SECONDS
     try:
         seconds = float(raw)
     except ValueError:
-        seconds = float("nan")
-    if not (seconds > 0 and seconds != float("inf")):
-        _logger.warning("otel_diag: OTLP timeout %r is not a number of seconds > 0; using %.0f s",
-                        raw, DEFAULT_EXPORT_TIMEOUT_SECONDS)
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        _settings(env).reject(name, raw, "a number of seconds > 0", f"using {DEFAULT_EXPORT_TIMEOUT_SECONDS:g}")
         return DEFAULT_EXPORT_TIMEOUT_SECONDS
     return seconds
 
@@ -189,14 +327,51 @@ def _quiet_dropped_span_warnings() -> None:
 
 
 def _otlp_endpoint(env: Mapping[str, str], signal: str, protocol: str) -> Optional[str]:
-    """The endpoint ``env`` names for ``signal`` (the exporters on their own read only ``os.environ``)."""
-    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
-    if specific:
-        return specific
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if base and protocol.strip().lower() != "grpc":  # OTLP/HTTP: the base URL plus the signal's path
-        return f"{base.rstrip('/')}/v1/{signal.lower()}"
-    return base or None
+    """The endpoint ``env`` names for ``signal`` (the exporters on their own read only ``os.environ``), or None:
+    none set, or one that cannot work (warned once)."""
+    name = _signal_setting(env, "ENDPOINT", signal)
+    raw = env.get(name)
+    if not raw:
+        return None
+    url = raw
+    if name == "OTEL_EXPORTER_OTLP_ENDPOINT" and protocol != "grpc":  # OTLP/HTTP: the base URL plus the signal's path
+        url = _with_path(raw, f"v1/{signal.lower()}")
+    problem = _endpoint_problem(_settings(env), url, protocol)
+    if problem:
+        instead = "no OTLP export" if name == "OTEL_EXPORTER_OTLP_ENDPOINT" else f"no OTLP export of {signal.lower()}"
+        _settings(env).reject(name, raw, problem, instead)
+        return None
+    return url
+
+
+def _with_path(base: str, path: str) -> str:
+    try:
+        parts = urlsplit(base)
+    except ValueError:  # _endpoint_problem says what is wrong with it
+        return f"{base.rstrip('/')}/{path}"
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
+
+
+def _endpoint_problem(settings: _Settings, url: str, protocol: str) -> Optional[str]:
+    """What an OTLP endpoint ``url`` needs and lacks, or None when an exporter can use it."""
+    grpc = protocol == "grpc"
+    example = f"a URL like http://host:{4317 if grpc else 4318}"
+    try:
+        parts = urlsplit(url if "//" in url or not grpc else "//" + url)  # gRPC takes a bare host:port too
+        parts.port  # noqa: B018 (raises ValueError when not a port number)
+    except ValueError:
+        return example
+    if grpc and parts.scheme == "unix":
+        return None
+    schemes = ("", "http", "https") if grpc else ("http", "https")
+    if any(c.isspace() for c in url) or not parts.hostname or parts.scheme not in schemes:
+        return example
+    if grpc and parts.username is not None:
+        return "no credentials in a gRPC endpoint (send them in OTEL_EXPORTER_OTLP_HEADERS)"
+    failure = settings.lookup_failure(parts.hostname)
+    if failure:
+        return f"a host that resolves ({failure})"
+    return None
 
 
 def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Optional[str] = None,
@@ -213,7 +388,8 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
     shuts the previous set-up down first.
     """
     global _current
-    env = os.environ if env is None else env
+    hide_in_logs(secrets_in(os.environ) | (secrets_in(env) if env is not None else set()))
+    env = _Settings(os.environ if env is None else env)
     clock = clock or time.time
     with _lock:
         if _current is not None:
@@ -244,17 +420,18 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
 
         processors: List[SpanProcessor] = list(span_processors)
         otlp_exporters: List[Any] = []
-        traces_exporters = _env_list(env, "OTEL_TRACES_EXPORTER", "otlp")
+        traces_exporters = _exporter_names(env, "OTEL_TRACES_EXPORTER", TRACES_EXPORTERS)
         if external_tp is None and "none" not in traces_exporters:
-            if "otlp" in traces_exporters and _otlp_endpoint(env, "TRACES", ""):
-                otlp_exporters.append(_otlp_exporter(env, "TRACES"))
+            otlp = _otlp_exporter(env, "TRACES") if "otlp" in traces_exporters else None
+            if otlp is not None:
+                otlp_exporters.append(otlp)
                 _quiet_dropped_span_warnings()
-                processors.append(BatchSpanProcessor(otlp_exporters[-1]))
+                processors.append(_batch_processor(env, otlp))
                 exporters.append("otlp-traces")
             if "console" in traces_exporters:
                 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-                processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+                processors.append(_batch_processor(env, ConsoleSpanExporter()))
                 exporters.append("console-traces")
         if tracing is None:
             tracing = bool(processors) or external_tp is not None
@@ -271,19 +448,30 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
                 exporters.append("global-traces")
 
         readers: List[MetricReader] = [reader, *metric_readers]
-        metrics_exporters = _env_list(env, "OTEL_METRICS_EXPORTER", "otlp")
-        if external_mp is None and "none" not in metrics_exporters and "otlp" in metrics_exporters and _otlp_endpoint(env, "METRICS", ""):
-            otlp_exporters.append(_otlp_exporter(env, "METRICS"))
-            readers.append(PeriodicExportingMetricReader(otlp_exporters[-1]))
-            exporters.append("otlp-metrics")
+        metrics_exporters = _exporter_names(env, "OTEL_METRICS_EXPORTER", METRICS_EXPORTERS)
+        if external_mp is None and "none" not in metrics_exporters:
+            otlp = _otlp_exporter(env, "METRICS") if "otlp" in metrics_exporters else None
+            if otlp is not None:
+                otlp_exporters.append(otlp)
+                readers.append(_periodic_reader(env, otlp))
+                exporters.append("otlp-metrics")
+            if "console" in metrics_exporters:
+                from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+                readers.append(_periodic_reader(env, ConsoleMetricExporter()))
+                exporters.append("console-metrics")
         prom_server = prom_address = None
+        port_setting, host_setting = "prometheus_port", "prometheus_host"  # configure()'s own arguments
         if prometheus_port is None and "prometheus" in metrics_exporters:
-            prometheus_port = int(env.get("OTEL_EXPORTER_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT))
-            prometheus_host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", prometheus_host)
+            port_setting, host_setting = "OTEL_EXPORTER_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_HOST"
+            prometheus_port = env.get(port_setting) or DEFAULT_PROMETHEUS_PORT
+            prometheus_host = env.get(host_setting) or prometheus_host
         if prometheus_port is not None:
-            prom_reader, prom_server, prom_address = _prometheus(prometheus_host, prometheus_port)
-            readers.append(prom_reader)
-            exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
+            served = _prometheus(env, prometheus_host, prometheus_port, host_setting, port_setting)
+            if served is not None:
+                prom_reader, prom_server, prom_address = served
+                readers.append(prom_reader)
+                exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
         meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
         meter_providers = [meter_provider] + ([external_mp] if external_mp is not None else [])
 
@@ -302,15 +490,51 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         return _current
 
 
-def _prometheus(host: str, port: int):
-    """A PrometheusMetricReader on its own registry, served on ``host:port`` (port 0 picks a free one)."""
+def _batch_processor(env: _Settings, exporter) -> BatchSpanProcessor:
+    """A BatchSpanProcessor with ``OTEL_BSP_*`` checked first (the SDK raises ValueError on some bad values)."""
+    queue = env.sdk_number("OTEL_BSP_MAX_QUEUE_SIZE")
+    batch = env.sdk_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+    if batch > queue:  # the SDK raises; a default batch larger than a small queue just shrinks to it
+        if env.is_set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+            env.reject("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch, f"at most OTEL_BSP_MAX_QUEUE_SIZE ({queue})",
+                       f"using {queue}")
+        batch = queue
+    return BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch,
+                              schedule_delay_millis=env.sdk_number("OTEL_BSP_SCHEDULE_DELAY"),
+                              export_timeout_millis=env.sdk_number("OTEL_BSP_EXPORT_TIMEOUT"))
+
+
+def _periodic_reader(env: _Settings, exporter) -> PeriodicExportingMetricReader:
+    """A PeriodicExportingMetricReader with ``OTEL_METRIC_EXPORT_*`` checked first (the SDK raises on interval <= 0)."""
+    return PeriodicExportingMetricReader(exporter, export_interval_millis=env.sdk_number("OTEL_METRIC_EXPORT_INTERVAL"),
+                                         export_timeout_millis=env.sdk_number("OTEL_METRIC_EXPORT_TIMEOUT"))
+
+
+def _prometheus(env: _Settings, host: str, port: object, host_setting: str, port_setting: str):
+    """A PrometheusMetricReader on its own registry, served on ``host:port`` (port 0 picks a free one); None, with
+    one warning naming the setting (``host_setting`` or ``port_setting``) to blame, when it cannot listen there."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, start_http_server
 
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65_535:
+        env.reject(port_setting, port, "a TCP port 0..65535", "the Prometheus endpoint is off")
+        return None
     registry = CollectorRegistry(auto_describe=True)
-    prom_reader = PrometheusMetricReader(registry=registry)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return prom_reader, server, server.server_address[:2]
+    try:
+        server, _thread = start_http_server(number, addr=host, registry=registry)
+    except (OSError, ValueError) as exc:  # a busy or forbidden port; a host that is no name or not this machine's
+        if not isinstance(exc, OSError) or isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            reason = getattr(exc, "strerror", None) or exc
+            env.reject(host_setting, host, f"a local address ({reason})", "the Prometheus endpoint is off")
+        else:
+            env.reject(port_setting, number, f"a port free to listen on at {host} ({exc.strerror or exc})",
+                       "the Prometheus endpoint is off")
+        return None
+    return PrometheusMetricReader(registry=registry), server, server.server_address[:2]
 
 
 def _extras(state: EventState) -> Dict[str, Any]:

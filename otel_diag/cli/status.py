@@ -7,9 +7,11 @@ Usage::
     otel-diag status --max-age 300                # stale after 5 minutes instead of 3 publish intervals
 
 Exit codes: 0 healthy; 1 any idle flag or a ledger/registry mismatch; 2 state missing,
-unreadable or stale (one line on stderr saying which). A state dir holding one subfolder
-per executor is checked as a whole: the worst executor decides the exit code, and
-``--json`` prints ``{"instances": {name: block}}``. Usable as a liveness probe or a cron check.
+unreadable, invalid or stale, or the executor stopped or failed (one line on stderr saying which:
+``stopped at <time> — last verdict healthy``). A state dir holding one subfolder per executor is
+checked as a whole: the worst executor decides the exit code, and ``--json`` prints
+``{"instances": {name: block}}``; each block carries the verdict as ``health``. Usable as a
+liveness probe or a cron check.
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from typing import Any, Dict, List, Mapping, Tuple
 from execution.diagnostics_document import (
     EXIT_ALERTING,
     EXIT_HEALTHY,
-    EXIT_UNKNOWN,
     LIVENESS_KEYS,
+    MAX_AGE_LIMIT_SECONDS,
     STATUS_OK,
+    VERDICT_ALERTING,
+    VERDICT_FAILED,
+    VERDICT_HEALTHY,
+    VERDICT_STOPPED,
     format_age,
     health,
     idle_keys,
@@ -37,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the executor's state folder, or a folder of per-executor subfolders (default state)")
     parser.add_argument("--json", action="store_true", help="print the loaded diagnostics block as JSON")
     parser.add_argument("--max-age", type=_seconds, default=None, metavar="SECONDS",
-                        help="stale when diagnostics.json is older than this (default 3 publish intervals)")
+                        help="stale when diagnostics.json is older than this (default 3 publish intervals; "
+                             f"at most {MAX_AGE_LIMIT_SECONDS:g})")
 
 
 def _seconds(text: str) -> float:
@@ -45,18 +52,17 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    if not math.isfinite(value) or not 0 < value <= MAX_AGE_LIMIT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0 and at most {MAX_AGE_LIMIT_SECONDS:g}, got {text[:40]!r}")
     return value
 
 
-def alerts(block: Mapping[str, Any]) -> List[str]:
-    """What makes a trusted block unhealthy (the document's one verdict, execution.diagnostics_document.health)."""
-    return list(health(block).alerts)
-
-
-def exit_code(block: Mapping[str, Any]) -> int:
-    return health(block).code
+def with_health(block: Dict[str, Any]) -> Dict[str, Any]:
+    """The block as ``--json`` prints it: the loaded block plus its verdict."""
+    verdict = health(block)
+    return {**block, "health": {"code": verdict.code, "verdict": verdict.label, "alerts": list(verdict.alerts),
+                                "summary": verdict.summary}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,18 +71,21 @@ def run(args: argparse.Namespace) -> int:
         for i in list_executor_instances(args.state_dir)
     ]
     if args.json:
-        payload: Any = loaded[0][1] if len(loaded) == 1 else {"instances": dict(loaded)}
-        print(json.dumps(payload, indent=2, sort_keys=False))
+        blocks = [(name, with_health(block)) for name, block in loaded]
+        payload: Any = blocks[0][1] if len(blocks) == 1 else {"instances": dict(blocks)}
+        print(json.dumps(payload, indent=2, sort_keys=False, allow_nan=False))
     else:
         _print_tables(loaded)
-    codes = [exit_code(block) for _, block in loaded]
-    for (name, block), code in zip(loaded, codes):
+    verdicts = [health(block) for _, block in loaded]
+    for (name, block), verdict in zip(loaded, verdicts):
         prefix = f"otel-diag status: {name}: " if len(loaded) > 1 else "otel-diag status: "
-        if code == EXIT_UNKNOWN:
+        if verdict.summary:
+            print(_plain(f"{prefix}{verdict.summary}"), file=sys.stderr)
+        elif verdict.code == EXIT_ALERTING:
+            print(_plain(f"{prefix}alerting: {', '.join(verdict.alerts)}"), file=sys.stderr)
+        elif verdict.code != EXIT_HEALTHY:
             print(_plain(f"{prefix}{block['status']}: {block['reason']}"), file=sys.stderr)
-        elif code == EXIT_ALERTING:
-            print(_plain(f"{prefix}alerting: {', '.join(alerts(block))}"), file=sys.stderr)
-    return max(codes)
+    return max(v.code for v in verdicts)
 
 
 def _plain(text: str) -> str:
@@ -86,6 +95,8 @@ def _plain(text: str) -> str:
 
 # -- the readable table -----------------------------------------------------------------------
 _OK, _BAD, _WARN, _NONE = "[green]OK[/green]", "[bold red]IDLE[/bold red]", "[yellow]WARN[/yellow]", "[dim]-[/dim]"
+_BADGES = {VERDICT_HEALTHY: "[bold green]HEALTHY[/bold green]", VERDICT_ALERTING: "[bold red]ALERTING[/bold red]",
+           VERDICT_STOPPED: "[bold magenta]STOPPED[/bold magenta]", VERDICT_FAILED: "[bold red]FAILED[/bold red]"}
 
 
 def _liveness_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
@@ -135,14 +146,16 @@ def _print_tables(loaded: List[Tuple[str, Dict[str, Any]]]) -> None:
 
     console = Console(file=sys.stdout, highlight=False)
     for name, block in loaded:
-        code = exit_code(block)
-        verdict = {EXIT_HEALTHY: "[bold green]HEALTHY[/bold green]", EXIT_ALERTING: "[bold red]ALERTING[/bold red]",
-                   EXIT_UNKNOWN: f"[bold yellow]UNKNOWN ({escape(block['status'])})[/bold yellow]"}[code]
+        verdict = health(block)
+        badge = _BADGES.get(verdict.label, f"[bold yellow]UNKNOWN ({escape(block['status'])})[/bold yellow]")
         service = _plain(str(block["service"].get("name")))
-        console.print(f"[bold]{escape(_plain(name))}[/bold] ({escape(service)}): {verdict}")
+        console.print(f"[bold]{escape(_plain(name))}[/bold] ({escape(service)}): {badge}")
         console.print(f"  {escape(_plain(block['reason']))}", soft_wrap=True)
+        if verdict.summary:
+            console.print(f"  {escape(_plain(verdict.summary))}", soft_wrap=True)
+        live = verdict.code in (EXIT_HEALTHY, EXIT_ALERTING)
         has_figures = block["status"] == STATUS_OK or block["written_at"] is not None
-        if code == EXIT_UNKNOWN and not has_figures:
+        if not live and not has_figures:
             console.print()
             continue
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
@@ -150,7 +163,7 @@ def _print_tables(loaded: List[Tuple[str, Dict[str, Any]]]) -> None:
             table.add_column(column)
         liveness, exits = _liveness_rows(block), _exit_rows(block)
         for index, row in enumerate(liveness + exits):
-            if code == EXIT_UNKNOWN:  # figures from an untrusted file: shown, never as OK
+            if not live:  # figures from an untrusted file or an ended run: shown, never as OK
                 row = (row[0], "[dim]?[/dim]", f"[dim]last known: {row[2]}[/dim]", row[3])
             table.add_row(*row, end_section=index == len(liveness) - 1)
         console.print(table)

@@ -9,9 +9,12 @@ receiver (bodies decoded and scanned), a Prometheus scrape, and the three state 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
+import subprocess
+import sys
 import time
 import tomllib
 import urllib.request
@@ -154,6 +157,152 @@ def test_publish_when_config_jaeger_url_carries_credentials_then_state_file_has_
     text = (tmp_path / "diagnostics.json").read_text(encoding="utf-8")
     assert CONFIG_SECRET not in text
     assert json.loads(text)["service"]["jaeger_ui_url"] == "https://jaeger.internal:16686/ui"
+
+
+# -- secrets never printed: stderr, stdout, any logger, state files, the panel --------------------------
+PRINTED = {  # secret -> where it is planted; none may be printed anywhere
+    "SECRETHDR1": "OTEL_EXPORTER_OTLP_HEADERS, a valid entry", "SECRETHDR2": "…HEADERS, an entry with a ';'",
+    "SECRETHDR3": "…HEADERS, an entry without '='", "SECRETPW41": "traces endpoint password",
+    "SECRETQ42": "traces endpoint query", "SECRETPW43": "metrics endpoint password",
+    "SECRETQ44": "metrics endpoint query", "SECRETPW45": "JAEGER_UI_URL password", "SECRETQ46": "JAEGER_UI_URL query",
+}
+MALFORMED_HEADERS = "authorization=Bearer SECRETHDR1,x-api-key=SECRETHDR2;v1,SECRETHDR3"
+JAEGER_WITH_CREDENTIALS = "http://viewer:SECRETPW45@127.0.0.1:16686/?token=SECRETQ46"
+DEBUG_EXECUTOR = ("import logging, sys; logging.basicConfig(level=logging.DEBUG); "
+                  "from execution.executor_live import main; sys.exit(main(sys.argv[1:]))")
+
+
+def _with_credentials(endpoint: str, path: str, password: str, token: str) -> str:
+    """``endpoint`` (``http://127.0.0.1:port``) with a user and password before the host and a token in the query."""
+    return endpoint.replace("http://", f"http://ops:{password}@") + f"{path}?token={token}"
+
+
+def _printed_secrets(where: str, text: str) -> List[str]:
+    return [f"{where}: {secret} ({planted})" for secret, planted in PRINTED.items() if secret in text]
+
+
+def test_executor_when_headers_malformed_and_urls_carry_credentials_then_no_secret_on_stderr_stdout_or_state_files(
+        tmp_path, repo_root):
+    # Arrange: OTLP/HTTP and OTLP/gRPC exporters failing against broken collectors on 127.0.0.1, exporting
+    # every 100-200 ms, every logger at DEBUG on stderr: each error path of the SDK, requests and urllib3 logs
+    from tests.fixtures.collectors import BrokenCollectors
+    from tests.integration.wire_helpers import clean_env
+
+    with BrokenCollectors() as down:
+        refused_before = down.refusing.requests
+        common = clean_env(OTEL_EXPORTER_OTLP_HEADERS=MALFORMED_HEADERS, JAEGER_UI_URL=JAEGER_WITH_CREDENTIALS,
+                           OTEL_BSP_SCHEDULE_DELAY="100", OTEL_METRIC_EXPORT_INTERVAL="200")
+        arms = {
+            "http": {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": _with_credentials(down.endpoints["refusing"], "/v1/traces",
+                                                                             "SECRETPW41", "SECRETQ42"),
+                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": _with_credentials(down.endpoints["closed"], "/v1/metrics",
+                                                                              "SECRETPW43", "SECRETQ44")},
+            "grpc": {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": _with_credentials(down.endpoints["closed"], "",
+                                                                             "SECRETPW41", "SECRETQ42"),
+                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": down.endpoints["closed"]},
+        }
+        procs = {arm: subprocess.Popen([sys.executable, "-c", DEBUG_EXECUTOR, "--cycles", "150", "--state-dir",
+                                        str(tmp_path / arm)], cwd=repo_root, env={**common, **extra},
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for arm, extra in arms.items()}
+
+        # Act
+        results = {arm: (proc.communicate(timeout=90), proc.returncode) for arm, proc in procs.items()}
+        refused = down.refusing.requests - refused_before
+
+    # Assert: the runs traded, logged at DEBUG, and reached the refusing collector ...
+    assert refused > 0, "the traces exporter never reached the refusing collector"
+    printed: List[str] = []
+    for arm, ((out, err), code) in results.items():
+        assert code == 0, (arm, err[-2000:])
+        assert "DEBUG:" in err and "WARNING:" in err, (arm, err[-2000:])
+        # ... and no secret was printed, logged or written
+        printed += _printed_secrets(f"{arm} stderr", err) + _printed_secrets(f"{arm} stdout", out)
+        for folder, _, names in os.walk(tmp_path / arm):
+            for name in names:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
+                    printed += _printed_secrets(f"{arm} {name}", fh.read())
+    assert printed == []
+    # ... while the operator is told which setting is malformed
+    assert all("OTEL_EXPORTER_OTLP_HEADERS=(value hidden)" in err for (_, err), _ in results.values())
+
+
+def test_configure_when_headers_malformed_then_one_warning_names_the_setting_and_no_logger_sees_a_value(
+        monkeypatch, caplog):
+    # Arrange: the SDK's exporters parse os.environ's headers themselves, and quote a bad entry whole
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", MALFORMED_HEADERS)
+    caplog.set_level(logging.DEBUG)
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": MALFORMED_HEADERS, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+           "OTEL_METRICS_EXPORTER": "none"}
+
+    # Act
+    telemetry = otel_diag.configure(clock=time.time, env=env)
+    otel_diag.shutdown(timeout_millis=300)
+
+    # Assert: the valid entry is still sent; the two bad ones are reported once, by setting, values hidden
+    assert telemetry.exporters == ["otlp-traces"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "OTEL_EXPORTER_OTLP_HEADERS" in warnings[0], warnings
+    assert "2 of 3" in warnings[0], warnings[0]
+    assert _printed_secrets("log", caplog.text) == []
+
+
+def test_logs_when_any_logger_quotes_a_configured_url_secret_then_it_is_masked_in_message_and_traceback(caplog):
+    # Arrange: an endpoint with a password and a token; urllib3 logs request lines with their query
+    caplog.set_level(logging.DEBUG)
+    otel_diag.configure(clock=time.time, env={
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://ops:SECRETPW41@127.0.0.1:9/v1/traces?token=SECRETQ42",
+        "OTEL_METRICS_EXPORTER": "none"})
+
+    # Act
+    logging.getLogger("urllib3.connectionpool").debug('"POST %s HTTP/1.1" 503 0', "/v1/traces?token=SECRETQ42")
+    try:
+        raise ConnectionError("cannot reach ops:SECRETPW41@127.0.0.1:9")
+    except ConnectionError:
+        logging.getLogger("an.application").warning("export failed", exc_info=True)
+
+    # Assert
+    assert _printed_secrets("log", caplog.text) == []
+    assert '"POST /v1/traces?*** HTTP/1.1" 503 0' in caplog.text  # the whole query is the secret
+    assert "ConnectionError: cannot reach ops:***@127.0.0.1:9" in caplog.text
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://ops:pw@127.0.0.1:16686/?token=t#frag", "http://127.0.0.1:16686/"),
+    ("https://jaeger.internal:16686/ui", "https://jaeger.internal:16686/ui"),
+    ("ops:pw@collector:4317", "collector:4317"),  # gRPC style, no scheme
+    ("http://ops:pw@/path", None),                # no host
+    ("http://[::1", None),                        # does not parse
+    ("", None),
+])
+def test_url_without_credentials_when_shown_then_only_scheme_host_port_and_path(url, shown):
+    from otel_diag.redact import url_without_credentials
+
+    assert url_without_credentials(url) == shown
+
+
+def test_dashboard_page_when_jaeger_ui_url_carries_credentials_then_neither_caption_nor_links_show_them(
+        tmp_path, monkeypatch, repo_root):
+    from streamlit.testing.v1 import AppTest
+
+    # Arrange
+    fx.write_state(tmp_path / "state" / "executor-a", fx.alerting(time.time()))
+    monkeypatch.setenv("OTEL_DIAG_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("OTEL_DIAG_REFRESH_SECONDS", "30")
+    monkeypatch.setenv("JAEGER_UI_URL", JAEGER_WITH_CREDENTIALS)
+
+    # Act
+    at = AppTest.from_file(os.path.join(repo_root, "dashboard", "app.py"), default_timeout=30).run()
+
+    # Assert
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [str(e.value) for kind in ("markdown", "caption", "title", "subheader", "info", "warning", "error")
+             for e in getattr(at, kind)]
+    for table in at.table:
+        texts += [str(v) for row in table.value.itertuples(index=False) for v in row]
+    assert texts and "127.0.0.1:16686" in " ".join(texts)  # the Jaeger address is shown ...
+    assert _printed_secrets("panel", "\n".join(texts)) == []  # ... without its credentials or token
 
 
 # -- listeners ---------------------------------------------------------------------------------------

@@ -18,3 +18,29 @@ def test_layering_contracts_when_linted_then_all_kept():
     assert os.path.exists(lint_imports), f"{lint_imports} missing: install the dev extra (pip install -e '.[dev]')"
     done = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"lint-imports exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+
+
+def _modules_loaded_by(statement: str, prefixes: tuple) -> list:
+    code = f"import sys; {statement}; print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout)  # a printed list of str
+
+
+def test_package_when_a_leaf_module_imported_then_no_opentelemetry_loaded():
+    """The dashboard may import otel_diag.redact because the package imports its names on first use."""
+    assert _modules_loaded_by("import otel_diag.redact", ("opentelemetry", "wrapt")) == []
+
+
+def test_package_when_a_name_is_used_then_it_is_the_defining_modules_object():
+    code = ("import otel_diag, otel_diag.sdk, otel_diag.wrappers, otel_diag.semconv; "
+            "from otel_diag import configure; "
+            "assert configure is otel_diag.sdk.configure is otel_diag.configure; "
+            "assert otel_diag.traced_event is otel_diag.wrappers.traced_event; "
+            "assert otel_diag.semconv is sys.modules['otel_diag.semconv']; "
+            "assert set(otel_diag.__all__) <= set(dir(otel_diag)); "
+            "[getattr(otel_diag, n) for n in otel_diag.__all__]")
+    assert _modules_loaded_by(code, ("otel_diag.sdk",)) == ["otel_diag.sdk"]
+    done = subprocess.run([sys.executable, "-c", "import otel_diag; otel_diag.no_such_name"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert "has no attribute 'no_such_name'" in done.stderr
