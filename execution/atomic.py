@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Iterable, List
 
 FILE_MODE = 0o644
+TEMP_PREFIX = ".tmp-"  # a write in flight: ``.tmp-<random>-<name>``
 
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to a temp file in the same folder, flush, fsync, then ``os.replace``."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path), dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -41,3 +42,22 @@ def atomic_write_json(path: str, data: Any) -> None:
     (docs/benchmarks.md). ``jq .`` or ``python -m json.tool`` shows it indented.
     """
     atomic_write_text(path, json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
+
+
+def remove_leftover_temp_files(folder: str, names: Iterable[str]) -> List[str]:
+    """Delete the temp files that interrupted writes of ``names`` left in ``folder``; the names deleted.
+
+    Only for a folder no other writer uses at the time (the executor calls it holding the state dir's
+    lock): someone else's temp file is a write in flight, not a leftover. Links and folders are left alone.
+    """
+    suffixes = tuple("-" + name for name in names)
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(suffixes) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(entry.name)
+    return sorted(removed)

@@ -8,8 +8,16 @@ Usage::
 Runs the paper engine bar by bar, writes ``journal.jsonl`` and ``positions.json``,
 and — unless ``--no-instrument`` — calls ``otel_diag.configure()`` once at start-up
 and publishes ``diagnostics.json`` every ``diagnostics.publish_interval_seconds``
-of engine time and at shutdown. Bad input exits 2 with one line; SIGINT/SIGTERM
-finish the current cycle, write state and exit 0.
+of engine time and at shutdown. SIGINT/SIGTERM finish the current cycle, write state and exit 0.
+
+One executor per state dir (``executor.lock``); a restart moves the last run's non-empty
+``journal.jsonl`` aside as ``journal.<UTC start>.jsonl`` (docs/state_files.md).
+
+Exit codes: 0 the run ended (or was stopped by a signal); 2 bad input, or a state dir that cannot
+be used (another executor holds it, an entry is a link, FIFO, device or folder) — one line on
+stderr, the last run's journal untouched; 3 the journal could not be written (disk full, I/O
+error) — trading stopped, one line on stderr, the journal ends on a complete record and
+``diagnostics.json`` says ``"state": "failed"`` with the reason.
 """
 from __future__ import annotations
 
@@ -23,14 +31,17 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 from execution.clock import SimClock, wall_clock
-from execution.config import DEFAULT_CONFIG_PATH, AppConfig, ConfigError, load_config
+from execution.config import (DEFAULT_CONFIG_PATH, MAX_BAR_SECONDS, MAX_CYCLES, MAX_PATH_BYTES, MAX_SEED, AppConfig,
+                              ConfigError, load_config)
 from execution.engine import CycleResult, Executor, RunStats
-from execution.journal import Journal
+from execution.diagnostics_document import JOURNAL_FILE, POSITIONS_FILE, describe
+from execution.journal import FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import DataError, SyntheticFeed, load_csv
 from execution.scenarios import SCENARIOS, Scenario
+from execution.state_dir import HEADROOM_BYTES, StateDir, StateDirError
 
 DEFAULT_CYCLES = 480
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_JOURNAL_FAILED = 0, 2, 3
 
 
 class UsageError(Exception):
@@ -50,6 +61,7 @@ class RunOptions:
     data: Optional[str] = None
     instrument: bool = True
     progress: bool = False
+    journal_fsync: str = FSYNC_PUBLISH  # when the journal is fsynced: publish | always | never
 
 
 @dataclass
@@ -63,6 +75,7 @@ class RunSummary:
     state_dir: str
     interrupted: bool = False
     publishes: int = 0
+    rotated_journal: Optional[str] = None  # where the last run's journal was moved, if there was one
 
 
 @dataclass
@@ -93,18 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bar-interval", type=float, default=None, help="realtime pace: wall seconds between bars (default the bar length)")
     p.add_argument("--data", default=None, help="OHLCV CSV (ts,symbol,open,high,low,close,volume) instead of the synthetic feed")
     p.add_argument("--no-instrument", dest="instrument", action="store_false", help="run with no telemetry at all")
+    p.add_argument("--journal-fsync", default=FSYNC_PUBLISH, choices=FSYNC_POLICIES,
+                   help="when journal.jsonl is fsynced: publish (before every state-file write; default), "
+                        "always (every record), never (left to the OS)")
     return p
 
 
 def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
-    ns = build_parser().parse_args(argv)
+    """The run's options, each in the range the engine computes with; UsageError (one short line) otherwise."""
+    try:
+        ns = build_parser().parse_args(argv)
+    except UsageError as exc:  # argparse quotes a bad value whole: cut a huge one as describe() does
+        raise UsageError(" ".join(w if len(w) <= 40 else w[:37] + "..." for w in str(exc).split(" "))) from None
     opts = RunOptions(**vars(ns))
-    if opts.cycles is not None and opts.cycles < 1:
-        raise UsageError(f"executor: --cycles: expected an integer >= 1, got {opts.cycles}")
-    if opts.fault_at < 0:
-        raise UsageError(f"executor: --fault-at: expected an integer >= 0, got {opts.fault_at}")
-    if opts.bar_interval is not None and not 0 < opts.bar_interval < float("inf"):
-        raise UsageError(f"executor: --bar-interval: expected a finite number of seconds > 0, got {opts.bar_interval}")
+    if opts.cycles is not None and not 1 <= opts.cycles <= MAX_CYCLES:
+        raise UsageError(f"executor: --cycles: expected an integer >= 1 and <= {MAX_CYCLES}, got {describe(opts.cycles)}")
+    if not 0 <= opts.fault_at <= MAX_CYCLES:
+        raise UsageError(f"executor: --fault-at: expected an integer >= 0 and <= {MAX_CYCLES}, got {describe(opts.fault_at)}")
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise UsageError(f"executor: --seed: expected an integer >= 0 and <= {MAX_SEED} (64 bits), got {describe(opts.seed)}")
+    if opts.bar_interval is not None and not 0 < opts.bar_interval <= MAX_BAR_SECONDS:
+        raise UsageError(f"executor: --bar-interval: expected a finite number of seconds > 0 and <= {MAX_BAR_SECONDS}, "
+                         f"got {opts.bar_interval}")
+    for flag, path in (("--config", opts.config_path), ("--state-dir", opts.state_dir), ("--data", opts.data)):
+        if path is not None and len(os.fsencode(path)) >= MAX_PATH_BYTES:
+            raise UsageError(f"executor: {flag}: expected a path shorter than {MAX_PATH_BYTES} bytes, got {describe(path)}")
     return opts
 
 
@@ -153,18 +179,23 @@ class _StopFlag:
 
 
 def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
-    """Run the engine per ``opts``; raises ConfigError, DataError or UsageError on bad input."""
+    """Run the engine per ``opts``.
+
+    Raises ConfigError, DataError, UsageError or StateDirError on bad input, before the last run's
+    journal is touched; JournalError when the journal could not be written mid-run (trading stopped,
+    the journal ends on a complete record, positions.json and a "failed" diagnostics.json written).
+    """
     hooks = hooks or RunHooks()
+    if opts.journal_fsync not in FSYNC_POLICIES:
+        raise UsageError(f"executor: --journal-fsync: expected one of {', '.join(FSYNC_POLICIES)}, "
+                         f"got {opts.journal_fsync!r}")
     cfg = _load_config(opts.config_path)
     steps = load_csv(opts.data) if opts.data else None
     try:
         os.makedirs(opts.state_dir, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot create ({exc.strerror})") from None
-    try:
-        journal = Journal(os.path.join(opts.state_dir, "journal.jsonl"))
-    except OSError as exc:
-        raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot write journal.jsonl ({exc.strerror})") from None
+    state = StateDir.acquire(opts.state_dir)  # one executor per state dir, from here to state.release()
     cycles = opts.cycles or (len(steps) if steps is not None else DEFAULT_CYCLES)
     bar_seconds = cfg.market_data.bar_seconds
     start = steps[0][0] if steps else cfg.market_data.start_epoch
@@ -173,19 +204,34 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
     scenario = Scenario(opts.scenario, opts.fault_at)
 
     telemetry = publisher = None
-    if opts.instrument:
-        import otel_diag
-        from execution.state_publish import DiagnosticsPublisher
+    try:
+        if opts.instrument:
+            import otel_diag
 
-        telemetry = otel_diag.configure(
-            clock=clock, service_name=cfg.telemetry.service_name,
-            deployment_environment=cfg.telemetry.deployment_environment,
-            prometheus_port=cfg.telemetry.prometheus_port, prometheus_host=cfg.telemetry.prometheus_host,
-            span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
-        if cfg.diagnostics.enabled and telemetry.enabled:
+            telemetry = otel_diag.configure(
+                clock=clock, service_name=cfg.telemetry.service_name,
+                deployment_environment=cfg.telemetry.deployment_environment,
+                prometheus_port=cfg.telemetry.prometheus_port, prometheus_host=cfg.telemetry.prometheus_host,
+                span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
+        # Everything that can fail on bad input has passed: only now is the last run's journal moved aside.
+        state.rotate_journal()
+        try:
+            journal = Journal(state.path(JOURNAL_FILE), fsync=opts.journal_fsync, keep_free_bytes=HEADROOM_BYTES)
+        except OSError as exc:
+            raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot write {JOURNAL_FILE} ({exc.strerror})") from None
+        if telemetry is not None and cfg.diagnostics.enabled and telemetry.enabled:
+            from execution.state_publish import DiagnosticsPublisher
+
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
                                              service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
-                                             telemetry=telemetry)
+                                             telemetry=telemetry, before_write=journal.sync)
+    except BaseException:
+        if telemetry is not None:
+            import otel_diag
+
+            otel_diag.shutdown()
+        state.release()
+        raise
 
     stop = _StopFlag()
     stop.install()
@@ -193,48 +239,66 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
     source = iter(steps[:cycles]) if steps is not None else SyntheticFeed(cfg.strategy.symbols, opts.seed, start, bar_seconds).steps(cycles)
     progress = _Progress(cycles, enabled=opts.progress)
     done = 0
+    failure: Optional[JournalError] = None
+    reason: Optional[str] = None  # why the run failed, one line; None when it ended or was stopped
     engine = Executor(cfg, clock=clock, seed=opts.seed, scenario=scenario, journal=journal)
     try:
-        next_tick = time.monotonic()
-        for index, (ts, bars) in enumerate(source):
-            if realtime:
-                ts = clock()
-            else:
-                clock.set(ts + bar_seconds)
-            result = engine.run_cycle(index, ts, bars)
-            done += 1
-            if hooks.on_cycle is not None:
-                hooks.on_cycle(result)
-            if publisher is not None:
-                publisher.maybe_publish(engine.positions_state)
-            progress.advance(done)
-            if stop.is_set():
-                break
-            if realtime and done < cycles:
-                next_tick += interval
-                if stop.wait(max(0.0, next_tick - time.monotonic())):
+        try:
+            next_tick = time.monotonic()
+            for index, (ts, bars) in enumerate(source):
+                if realtime:
+                    ts = clock()
+                else:
+                    clock.set(ts + bar_seconds)
+                result = engine.run_cycle(index, ts, bars)
+                journal.flush()  # the cycle's records reach the OS whole; fsync per policy, before each publish
+                done += 1
+                if hooks.on_cycle is not None:
+                    hooks.on_cycle(result)
+                if publisher is not None:
+                    publisher.maybe_publish(engine.positions_state)
+                progress.advance(done)
+                if stop.is_set():
                     break
+                if realtime and done < cycles:
+                    next_tick += interval
+                    if stop.wait(max(0.0, next_tick - time.monotonic())):
+                        break
+        finally:
+            journal.close()
+    except JournalError as exc:  # trading stops here; the state below says why
+        failure = exc
+        reason = exc.reason
+    except Exception as exc:  # a bug: the last document says the run failed, then it surfaces
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+        raise
     finally:
         stop.restore()
         progress.close()
-        journal.close()
+        if failure is not None:
+            state.release_reserve()  # on a full disk, the room for the writes below
         from execution.atomic import atomic_write_json
 
+        positions_path = state.path(POSITIONS_FILE)
         try:
-            atomic_write_json(os.path.join(opts.state_dir, "positions.json"), engine.positions_state())
+            atomic_write_json(positions_path, engine.positions_state())
         except OSError as exc:  # the trades are in the journal; a failing disk must not skip the shutdown below
-            print(f"warning: could not write {os.path.join(opts.state_dir, 'positions.json')}: {exc}", file=sys.stderr)
+            print(f"warning: could not write {positions_path}: {exc}", file=sys.stderr)
         if publisher is not None:
-            publisher.publish(final=True)
+            publisher.publish(final=True, failure=reason)
             publisher.close()
         if telemetry is not None:
             import otel_diag
 
             otel_diag.shutdown()
+        state.release()
+    if failure is not None:
+        raise failure
     return RunSummary(stats=engine.stats, cycles=done, realized_pnl=engine.ledger.realized_pnl,
                       unrealized_pnl=engine.ledger.unrealized_pnl(), fills=journal.fills, rejects=journal.rejects,
                       state_dir=opts.state_dir, interrupted=stop.is_set(),
-                      publishes=publisher.publishes if publisher is not None else 0)
+                      publishes=publisher.publishes if publisher is not None else 0,
+                      rotated_journal=state.rotated_journal)
 
 
 class _Progress:
@@ -269,6 +333,8 @@ def format_summary(s: RunSummary) -> List[str]:
         f"state: {os.path.join(s.state_dir, 'journal.jsonl')}, {os.path.join(s.state_dir, 'positions.json')}"
         + (f", {os.path.join(s.state_dir, 'diagnostics.json')} ({s.publishes} publishes)" if s.publishes else ""),
     ]
+    if s.rotated_journal:
+        lines.insert(-1, f"previous journal kept as {s.rotated_journal}")
     if s.interrupted:
         lines.insert(0, "interrupted: finished the current cycle and wrote state")
     return lines
@@ -279,9 +345,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opts = parse_options(argv)
         opts.progress = sys.stderr.isatty()
         summary = run(opts)
-    except (ConfigError, DataError, UsageError) as exc:
+    except (ConfigError, DataError, UsageError, StateDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_JOURNAL_FAILED
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     for line in format_summary(summary):

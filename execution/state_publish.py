@@ -8,9 +8,12 @@ Usage::
     publisher = DiagnosticsPublisher("state", cfg, clock=clock, service={"scenario": "healthy"})
     publisher.maybe_publish(engine.positions_state)    # every publish_interval_seconds of engine time
     publisher.publish(final=True)                      # at shutdown
+    publisher.publish(failure="journal.jsonl: No space left on device")   # the run stopped on an error
 
 A failed write (read-only folder, disk full) is logged, counted and retried at the next
-interval; it never raises into the trading loop and leaves no temp file behind.
+interval; it never raises into the trading loop and leaves no temp file behind. The
+``before_write`` hook runs before every write (the executor syncs its journal there, so no
+file counts a record the journal does not hold); what it raises is the caller's.
 """
 from __future__ import annotations
 
@@ -19,9 +22,9 @@ import logging
 import os
 import time
 from typing import Any, Callable, Dict, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 import otel_diag
+from otel_diag.redact import url_without_credentials
 from execution.atomic import atomic_write_json
 from execution.config import AppConfig
 from execution.diagnostics_document import (
@@ -29,6 +32,7 @@ from execution.diagnostics_document import (
     POSITIONS_FILE,
     SCHEMA_VERSION,
     SECTIONS,
+    SERVICE_FAILED,
     SERVICE_RUNNING,
     SERVICE_STOPPED,
     DiagnosticsDocument,
@@ -52,20 +56,6 @@ def runtime_diagnostics_block(snapshot: RuntimeDiagnosticsSnapshot) -> Dict[str,
     return {name: section_to_json(section) for (name, _), section in zip(SECTIONS, sections)}
 
 
-def _without_credentials(url: Optional[str]) -> Optional[str]:
-    """``url`` without ``user:password@``, query or fragment: diagnostics.json is readable by all (0644).
-
-    The panel only appends ``/trace/<id>`` to it; a URL that does not parse is left out.
-    """
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-    except ValueError:
-        return None
-
-
 def write_runtime_diagnostics_state(state: dict, cfg_liveness: Any, *, now: Any = None) -> Dict[str, Any]:
     """Fill ``state["runtime_diagnostics"]`` from one snapshot of the ``trading.*`` instruments; return the block."""
     block = runtime_diagnostics_block(build_runtime_diagnostics_snapshot(cfg_liveness, now=now))
@@ -78,8 +68,10 @@ class DiagnosticsPublisher:
 
     def __init__(self, state_dir: str, cfg: AppConfig, clock: Callable[[], float],
                  on_publish: Optional[Callable[[dict], None]] = None, service: Optional[Dict[str, Any]] = None,
-                 wall_clock: Callable[[], float] = time.time, telemetry: Optional[otel_diag.Telemetry] = None) -> None:
+                 wall_clock: Callable[[], float] = time.time, telemetry: Optional[otel_diag.Telemetry] = None,
+                 before_write: Optional[Callable[[], None]] = None) -> None:
         self.state_dir = state_dir
+        self.before_write = before_write
         self.cfg = cfg
         self.clock = clock
         self.wall_clock = wall_clock
@@ -89,7 +81,7 @@ class DiagnosticsPublisher:
         self.service = service_info({
             **self.telemetry.service, **(service or {}), "pid": os.getpid(),
             "publish_interval_seconds": self.interval, "state": SERVICE_RUNNING,
-            "jaeger_ui_url": _without_credentials(os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url)})
+            "jaeger_ui_url": url_without_credentials(os.environ.get("JAEGER_UI_URL") or cfg.telemetry.jaeger_ui_url)})
         self.path = os.path.join(state_dir, DIAGNOSTICS_FILE)
         self.positions_path = os.path.join(state_dir, POSITIONS_FILE)
         self._last: Optional[float] = None
@@ -104,30 +96,41 @@ class DiagnosticsPublisher:
             return False
         return self.publish(positions=positions)
 
-    def document(self, final: bool = False) -> Dict[str, Any]:
-        """The whole diagnostics.json document, evaluated now."""
+    def document(self, final: bool = False, failure: Optional[str] = None) -> Dict[str, Any]:
+        """The whole diagnostics.json document, evaluated now; ``failure`` (one line) says the run failed."""
         evaluated = self.clock()
         written = self.wall_clock()
         snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry)
+        state = SERVICE_FAILED if failure else SERVICE_STOPPED if final else SERVICE_RUNNING
         return to_json(DiagnosticsDocument(
             written_at=to_iso(written), evaluated_at=to_iso(evaluated),
-            service=dataclasses.replace(self.service, state=SERVICE_STOPPED if final else SERVICE_RUNNING,
-                                        stopped_at=to_iso(written) if final else None),
+            service=dataclasses.replace(self.service, state=state, failure=failure or None,
+                                        stopped_at=None if state == SERVICE_RUNNING else to_iso(written)),
             veto_counters=snapshot.veto_counters, exit_pipeline=snapshot.exit_pipeline_status,
             liveness=snapshot.liveness_alerts))
 
-    def publish(self, final: bool = False, positions: Optional[Callable[[], dict]] = None) -> bool:
-        """Write the files now; False (logged, retried next interval) when the write failed."""
+    def publish(self, final: bool = False, positions: Optional[Callable[[], dict]] = None,
+                failure: Optional[str] = None) -> bool:
+        """Write the files now; False (logged, retried next interval) when the write failed.
+
+        ``failure`` makes this the last document, state "failed"; ``before_write`` is skipped then.
+        """
         self._last = self.clock()
+        if self.before_write is not None and not failure:
+            self.before_write()
         try:
-            doc = self.document(final=final)
+            doc = self.document(final=final, failure=failure)
             atomic_write_json(self.path, doc)
             if positions is not None:
                 atomic_write_json(self.positions_path, positions())
         except Exception as exc:
             self.failures += 1
-            _log.exception("publish", f"diagnostics: writing {self.path} failed ({type(exc).__name__}: {exc}); "
-                                      "trading continues, retrying at the next interval")
+            message = (f"diagnostics: writing {self.path} failed ({type(exc).__name__}: {exc}); "
+                       "trading continues, retrying at the next interval")
+            if isinstance(exc, OSError):  # the disk's answer says it all: no traceback
+                _log.warning("publish", message + " (further errors are logged at most once a minute)")
+            else:
+                _log.exception("publish", message)
             return False
         self.publishes += 1
         self.last_document = doc

@@ -81,7 +81,7 @@ def test_main_when_state_dir_unwritable_then_exit_2_one_line(tmp_path, capsys):
 
     # Assert
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "cannot write journal.jsonl" in err
+    assert code == 2 and err.count("\n") == 1 and "journal.jsonl: is a directory, not a regular file" in err
 
 
 def test_main_when_good_run_then_exit_0_and_summary(tmp_path, capsys):

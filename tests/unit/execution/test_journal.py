@@ -1,6 +1,8 @@
 """execution.journal: one sorted-key JSON object a line, ISO times, deterministic bytes."""
 from __future__ import annotations
 
+import pytest
+
 from execution.journal import Journal, iso
 from execution.models import Side, SliceResult
 from tests.unit.execution.builders import T0, child, fill, journal_lines, order
@@ -77,10 +79,21 @@ def test_close_when_called_twice_then_no_error(tmp_path):
     journal.close()
 
 
-def test_open_when_file_exists_then_truncated(tmp_path):
+def test_open_when_file_holds_records_then_refused_and_records_kept(tmp_path):
     path = tmp_path / "journal.jsonl"
     path.write_text("old\n", encoding="utf-8")
 
-    Journal(str(path)).close()
+    with pytest.raises(FileExistsError, match="move it aside first"):
+        Journal(str(path))
 
-    assert path.read_text(encoding="utf-8") == ""
+    assert path.read_text(encoding="utf-8") == "old\n"
+
+
+def test_open_when_file_empty_then_written_into(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"")
+
+    with Journal(str(path)) as journal:
+        journal.order(order())
+
+    assert [r["type"] for r in journal_lines(path)] == ["order"]
