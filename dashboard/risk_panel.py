@@ -9,8 +9,9 @@ Usage::
     risk_panel.liveness_rows(block)          # pure: a LivenessRow per key, unit-testable
     risk_panel.render_executor(block, "executor-a", jaeger_ui_url="http://127.0.0.1:16686")
 
-Trust follows ``block["status"]``: only a fresh, well-formed file (``"ok"``) can show green.
-Anything else shows grey "unknown" marks, with the last known figures where the file had any.
+Trust follows ``block["status"]``: only a fresh, well-formed file (``"ok"``) of a running executor
+can show green. Anything else shows grey "unknown" marks, with the last known figures where the
+file had any; a stopped or failed executor gets its own badge and banner, whatever its age.
 Every string that comes from a state file is escaped before it reaches Streamlit's Markdown
 (tables and captions render Markdown); nothing is ever rendered as HTML.
 """
@@ -24,17 +25,20 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from execution.diagnostics_document import (
-    EXIT_ALERTING,
-    EXIT_HEALTHY,
     LIVENESS_CHECKS,
     STATUS_INVALID,
     STATUS_MISSING,
     STATUS_OK,
     STATUS_STALE,
+    VERDICT_ALERTING,
+    VERDICT_FAILED,
+    VERDICT_HEALTHY,
+    VERDICT_STOPPED,
     format_age,
     health,
     idle_keys,
     parse_iso,
+    run_ended,
 )
 
 ICON_OK = "✅"
@@ -42,6 +46,8 @@ ICON_BAD = "🔴"
 ICON_WARN = "🟠"
 ICON_UNKNOWN = "⚪"
 ICON_NONE = "➖"
+ICON_STOPPED = "⏹️"
+ICON_FAILED = "💥"
 
 MAX_SYMBOLS_SHOWN = 8
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -124,12 +130,12 @@ def _seconds(value: Any) -> Optional[float]:
 
 
 def trust(block: Mapping[str, Any]) -> str:
-    """``"ok"`` (fresh and well-formed), ``"last_known"`` (figures exist but can't be trusted) or ``"none"``."""
+    """``"ok"`` (fresh, well-formed, running), ``"last_known"`` (figures exist but are not live) or ``"none"``."""
     status = block.get("status") if isinstance(block, Mapping) else None
-    if status == STATUS_OK:
+    if status == STATUS_OK and run_ended(block) is None:
         return "ok"
     has_snapshot = isinstance(block, Mapping) and block.get("written_at") is not None
-    return "last_known" if status in (STATUS_STALE, STATUS_INVALID) and has_snapshot else "none"
+    return "last_known" if status in (STATUS_OK, STATUS_STALE, STATUS_INVALID) and has_snapshot else "none"
 
 
 # -- view models ----------------------------------------------------------------------------
@@ -161,14 +167,14 @@ def banner(block: Mapping[str, Any]) -> Optional[Banner]:
     """The staleness / trust banner: None when the file is fresh and well-formed."""
     status = block.get("status") if isinstance(block, Mapping) else None
     reason = md_escape(block.get("reason", "")) if isinstance(block, Mapping) else ""
+    ended = run_ended(block)
+    if ended is not None:
+        text = f"**The executor {md_escape(health(block).summary)}**. Checks show its final snapshot."
+        return Banner("error" if ended == VERDICT_FAILED else "info", text)
     if status == STATUS_OK:
-        if _service(block).get("state") == "stopped":
-            return Banner("info", "Executor stopped: this is its final snapshot.")
         return None
     if status == STATUS_STALE:
-        return Banner("error", f"**Stale diagnostics**: written {format_age(block.get('age_seconds'))} ago, "
-                               f"older than {format_age(block.get('max_age_seconds'))} (three publish intervals). "
-                               "Is the executor running? Checks show unknown.")
+        return Banner("error", f"**Stale diagnostics**: {reason}. Is the executor running? Checks show unknown.")
     if status == STATUS_MISSING:
         return Banner("error", f"**No diagnostics**: {reason}. Checks show unknown.")
     label = md_escape(status if isinstance(status, str) else "unknown")
@@ -292,10 +298,11 @@ def header_caption(block: Mapping[str, Any]) -> str:
 
 
 def status_badge(block: Mapping[str, Any]) -> str:
-    """A one-glance verdict for the executor's heading: healthy, alerting, or unknown."""
-    verdict = health(block)
-    icon = {EXIT_HEALTHY: ICON_OK, EXIT_ALERTING: ICON_BAD}.get(verdict.code, ICON_UNKNOWN)
-    return f"{icon} {verdict.label}"
+    """A one-glance verdict for the executor's heading: healthy, alerting, stopped, failed or unknown."""
+    label = health(block).label
+    icon = {VERDICT_HEALTHY: ICON_OK, VERDICT_ALERTING: ICON_BAD, VERDICT_STOPPED: ICON_STOPPED,
+            VERDICT_FAILED: ICON_FAILED}.get(label, ICON_UNKNOWN)
+    return f"{icon} {label}"
 
 
 # -- Streamlit renderers (thin: all decisions above) ------------------------------------------

@@ -7,7 +7,7 @@ Usage::
     data = dd.to_json(dd.DiagnosticsDocument(written_at=..., evaluated_at=..., service=dd.ServiceInfo(),
                                              veto_counters=..., exit_pipeline=..., liveness=...))
     reading = dd.from_json(json.loads(text))   # never raises: the sections, cleaned, and every problem
-    dd.health(block).code                      # 0 healthy, 1 alerting, 2 unknown — status and panel alike
+    dd.health(block).code                      # 0 healthy, 1 alerting, 2 unknown/stopped/failed — status and panel alike
     dd.json_schema()                           # docs/runtime_diagnostics.schema.json (``make schema``)
 
 Each field of the dataclasses below carries its kind (how it is checked, what its JSON Schema
@@ -33,6 +33,7 @@ DIAGNOSTICS_FILE = "diagnostics.json"
 POSITIONS_FILE = "positions.json"
 JOURNAL_FILE = "journal.jsonl"
 STATE_FILES = (DIAGNOSTICS_FILE, POSITIONS_FILE, JOURNAL_FILE)
+LOCK_FILE = "executor.lock"  # held (flock) by the one executor writing this state dir; not a state file
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 60.0
 STALE_AFTER_INTERVALS = 3
 # The longest publish interval a config or a file may state: a reader's max age (3 intervals) is never
@@ -40,7 +41,15 @@ STALE_AFTER_INTERVALS = 3
 MAX_PUBLISH_INTERVAL_SECONDS = 3600.0
 # How far in the future a written_at may be and still count as fresh (clock skew between writer and reader).
 FUTURE_SKEW_SECONDS = 30.0
+# The longest max age a reader may be asked for (``otel-diag status --max-age``): a day, never unbounded.
+MAX_AGE_LIMIT_SECONDS = 86_400.0
 MAX_PROBLEMS = 50
+# What the reader keeps of a file, so the largest file it accepts still gives a small block, quickly.
+# Beyond a cap the value is cut, not refused (docs/state_files.md, "Reader caps").
+MAX_TEXT_CHARS = 256           # a text value, a map key, a list entry: longer ends in "…" at this length
+MAX_LIST_ITEMS = 256           # a list of symbols (the *_count fields carry the totals)
+MAX_MAP_ENTRIES = 2_048        # a map of counts, above the writer's default 2,000 series + "_other"; reason × symbol in all
+MAX_LIVENESS_MAP_ENTRIES = 32  # a map keyed by liveness check (five today)
 
 # How far a file can be trusted (the loader's ``status``); only STATUS_OK is fresh and well-formed.
 STATUS_OK = "ok"
@@ -60,7 +69,12 @@ SERVICE_STOPPED = "stopped"
 SERVICE_FAILED = "failed"
 SERVICE_STATES = (SERVICE_RUNNING, SERVICE_STOPPED, SERVICE_FAILED)
 
-# The health verdict, and the exit code of ``otel-diag status`` that carries it.
+# The health verdict, and the exit code of ``otel-diag status`` that carries it (2 for every verdict but two).
+VERDICT_HEALTHY = "healthy"
+VERDICT_ALERTING = "alerting"
+VERDICT_UNKNOWN = "unknown"
+VERDICT_STOPPED = SERVICE_STOPPED
+VERDICT_FAILED = SERVICE_FAILED
 EXIT_HEALTHY = 0
 EXIT_ALERTING = 1
 EXIT_UNKNOWN = 2
@@ -137,7 +151,7 @@ def parse_timestamp(value: Any) -> Optional[datetime]:
 
 def parse_iso(value: Any) -> Optional[datetime]:
     """The file's time format only: an ISO-8601 string (not a number, not a number in a string)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_TEXT_CHARS:
         return None
     try:
         float(value)
@@ -233,10 +247,15 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def clip(text: str) -> str:
+    """``text`` cut to MAX_TEXT_CHARS characters, the last one "…" when cut."""
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS - 1] + "…"
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise Bad("a string")
-    return value
+    return clip(value)
 
 
 def _opt_text(value: Any) -> Optional[str]:
@@ -246,6 +265,8 @@ def _opt_text(value: Any) -> Optional[str]:
 def _opt_int(value: Any) -> Optional[int]:
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and -2 ** 64 < value < 2 ** 64:
+        return value  # exact: a 64-bit seed reads back as written, not rounded through a float
     number = _number(value)
     if number != int(number):
         raise Bad("an integer or null")
@@ -272,9 +293,17 @@ def _trace_id(value: Any) -> Optional[str]:
 
 
 def _symbols(value: Any) -> List[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    kept = value[:MAX_LIST_ITEMS] if isinstance(value, list) else None
+    if kept is None or not all(isinstance(v, str) for v in kept):
         raise Bad("a list of strings")
-    return list(value)
+    return [clip(v) for v in kept]
+
+
+def _interval(value: Any) -> float:
+    number = _positive(value)
+    if number > MAX_PUBLISH_INTERVAL_SECONDS:
+        raise Bad(f"a number > 0 and at most {MAX_PUBLISH_INTERVAL_SECONDS:g}")
+    return number
 
 
 def _kind(check: Callable[[Any], Any], schema: Dict[str, Any]) -> Kind:
@@ -288,6 +317,7 @@ def _kind(check: Callable[[Any], Any], schema: Dict[str, Any]) -> Kind:
 COUNT = _kind(_count, {"type": "integer", "minimum": 0})
 SECONDS = _kind(_at_least_zero, {"type": "number", "minimum": 0})
 POSITIVE = _kind(_positive, {"type": "number", "exclusiveMinimum": 0})
+INTERVAL = _kind(_interval, {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PUBLISH_INTERVAL_SECONDS})
 FRACTION = _kind(_fraction, {"type": "number", "minimum": 0, "maximum": 1})
 BOOL = _kind(_bool, {"type": "boolean"})
 TEXT = _kind(_text, {"type": "string"})
@@ -305,6 +335,11 @@ class Map:
     values: Kind
     depth: int = 1
     order: str = "sorted"  # "sorted" keys, or "liveness": LIVENESS_FILE_ORDER, then the rest as they come
+
+    @property
+    def limit(self) -> int:
+        """How many entries the reader keeps (at depth 2: outer and inner entries together)."""
+        return MAX_LIVENESS_MAP_ENTRIES if self.order == "liveness" else MAX_MAP_ENTRIES
 
     @property
     def schema(self) -> Dict[str, Any]:
@@ -335,7 +370,7 @@ class ServiceInfo:
     pace: Optional[str] = item(OPT_TEXT, None, enum=["replay", "realtime", None])
     seed: Optional[int] = item(OPT_INT, None)
     pid: Optional[int] = item(OPT_INT, None, schema={"minimum": 0})
-    publish_interval_seconds: float = item(POSITIVE, DEFAULT_PUBLISH_INTERVAL_SECONDS, required=True)
+    publish_interval_seconds: float = item(INTERVAL, DEFAULT_PUBLISH_INTERVAL_SECONDS, required=True)
     state: Optional[str] = item(OPT_TEXT, None, "running while the loop runs; stopped in the final write of a run "
                                 "that ended; failed when the run stopped on an error (see failure)",
                                 enum=[*SERVICE_STATES, None])
@@ -475,7 +510,7 @@ def describe(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return "an object" if isinstance(value, dict) else "a list"
-    text = repr(value)
+    text = repr(value[:41] if isinstance(value, str) else value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -494,15 +529,23 @@ def default_section(cls: type) -> Dict[str, Any]:
     return section_to_json(cls())
 
 
-def _read_map(raw: Any, kind: Map, where: str, problems: Problems) -> Dict[str, Any]:
+def _read_map(raw: Any, kind: Map, where: str, problems: Problems, room: Optional[List[int]] = None) -> Dict[str, Any]:
+    """The good entries of ``raw``, up to ``kind.limit`` entries read (``room``: what is left, shared by depth 2)."""
     if not isinstance(raw, dict):
         problems.add(where, "an object", raw)
         return {}
+    room = [kind.limit] if room is None else room
     clean: Dict[str, Any] = {}
     for key, value in raw.items():
+        if room[0] <= 0:
+            break
+        room[0] -= 1
+        key = clip(key)
+        if key in clean:  # two long keys cut to the same text: the first is kept
+            continue
         inner = f"{where}.{key if len(key) <= 40 else key[:37] + '...'}"
         if kind.depth == 2:
-            clean[key] = _read_map(value, Map(kind.values, 1, kind.order), inner, problems)
+            clean[key] = _read_map(value, Map(kind.values, 1, kind.order), inner, problems, room)
             continue
         try:
             clean[key] = kind.values.check(value)
@@ -584,8 +627,9 @@ def from_json(data: Any) -> Reading:
 @dataclass(frozen=True)
 class Health:
     code: int             # EXIT_HEALTHY, EXIT_ALERTING or EXIT_UNKNOWN
-    label: str            # "healthy", "alerting", "unknown"
-    alerts: Tuple[str, ...]  # what makes a trusted block unhealthy, in words
+    label: str            # VERDICT_HEALTHY, VERDICT_ALERTING, VERDICT_UNKNOWN, VERDICT_STOPPED or VERDICT_FAILED
+    alerts: Tuple[str, ...]  # what makes the figures unhealthy, in words (for stopped/failed: the last figures)
+    summary: str = ""     # stopped/failed: "stopped at … — last verdict healthy", one line; "" otherwise
 
 
 def idle_keys(liveness: Mapping[str, Any]) -> List[str]:
@@ -602,11 +646,35 @@ def idle_keys(liveness: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def run_ended(block: Mapping[str, Any]) -> Optional[str]:
+    """SERVICE_STOPPED or SERVICE_FAILED when a well-formed block, fresh or stale, says the run ended; else None."""
+    if not isinstance(block, Mapping) or block.get("status") not in (STATUS_OK, STATUS_STALE):
+        return None
+    service = block.get("service")
+    state = service.get("state") if isinstance(service, Mapping) else None
+    return state if state in (SERVICE_STOPPED, SERVICE_FAILED) else None
+
+
 def health(block: Mapping[str, Any]) -> Health:
-    """The one verdict on a loaded block: unknown unless the file is fresh and well-formed; alerting on an
-    idle key, a ledger/registry mismatch or an unprotected underwater position; healthy otherwise."""
+    """The one verdict on a loaded block, first match wins: unknown when the file is missing, unreadable or
+    malformed; stopped / failed when it says the run ended (fresh or stale: the more useful truth); unknown
+    when stale; alerting on an idle key, a ledger/registry mismatch or an unprotected underwater position;
+    healthy otherwise."""
+    ended = run_ended(block)
+    if ended is not None:
+        last = _figures_verdict(block)
+        service = block["service"]
+        why = f" ({service['failure']})" if ended == SERVICE_FAILED and service.get("failure") else ""
+        said = last.label + (f": {', '.join(last.alerts)}" if last.alerts else "")
+        return Health(EXIT_UNKNOWN, ended, last.alerts,
+                      f"{ended} at {service.get('stopped_at') or 'an unknown time'}{why} — last verdict {said}")
     if block.get("status") != STATUS_OK:
-        return Health(EXIT_UNKNOWN, "unknown", ())
+        return Health(EXIT_UNKNOWN, VERDICT_UNKNOWN, ())
+    return _figures_verdict(block)
+
+
+def _figures_verdict(block: Mapping[str, Any]) -> Health:
+    """Alerting or healthy, from the block's figures alone."""
     rd = block["runtime_diagnostics"]
     live, ex = rd["liveness"], rd["exit_pipeline"]
     alerts = [f"{key} idle" + (" (never seen)" if live["missing"].get(key) is True else "")
@@ -616,8 +684,8 @@ def health(block: Mapping[str, Any]) -> Health:
     elif ex["underwater_without_tp_sl_count"] > 0:
         alerts.append(f"{ex['underwater_without_tp_sl_count']} underwater without TP/SL")
     if alerts:
-        return Health(EXIT_ALERTING, "alerting", tuple(alerts))
-    return Health(EXIT_HEALTHY, "healthy", ())
+        return Health(EXIT_ALERTING, VERDICT_ALERTING, tuple(alerts))
+    return Health(EXIT_HEALTHY, VERDICT_HEALTHY, ())
 
 
 # -- the JSON Schema, generated -------------------------------------------------------------------

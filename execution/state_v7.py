@@ -8,10 +8,11 @@ Usage::
     block["runtime_diagnostics"]["liveness"]["idle_router"]   # always a bool
 
 Whatever is on disk — no file, an empty or truncated file, wrong types, an unknown
-``schema_version`` — the result has the same shape: every key of the document model
-(execution/diagnostics_document.py), each of its type, with defaults where the file had nothing
-usable. ``status`` says how far the file can be trusted; only ``"ok"`` means fresh and
-well-formed. ``problems`` lists every value that was replaced. This module keeps the file I/O,
+``schema_version``, a FIFO or a device in its place — the result has the same shape: every key of
+the document model (execution/diagnostics_document.py), each of its type, with defaults where the
+file had nothing usable, and it comes back at once (only a regular file is ever read, never more
+than MAX_FILE_BYTES). ``status`` says how far the file can be trusted; only ``"ok"`` means fresh
+and well-formed. ``problems`` lists every value that was replaced. This module keeps the file I/O,
 the size cap, staleness and folder discovery; it imports no OpenTelemetry.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,14 +43,14 @@ def _now_seconds(now: Now) -> float:
 
 
 def _seconds_between(earlier: Optional[datetime], later_seconds: float) -> Optional[float]:
-    """Seconds from ``earlier`` to ``later_seconds``, clamped at 0 (clock skew is not negative age)."""
+    """Seconds from ``earlier`` to ``later_seconds`` (negative when ``earlier`` is later); None when unknown."""
     if earlier is None:
         return None
     try:
         delta = later_seconds - earlier.timestamp()
     except (OverflowError, OSError, ValueError):
         return None
-    return delta if math.isfinite(delta) and delta > 0 else 0.0
+    return delta if math.isfinite(delta) else None
 
 
 # -- the block ----------------------------------------------------------------------------
@@ -86,27 +88,34 @@ def _parse(data: Any, path: str, now_s: float, max_age_seconds: Optional[float])
     reading = dd.from_json(data)
     block.update(schema_version=reading.schema_version, written_at=reading.written_at,
                  evaluated_at=reading.evaluated_at)
-    block["age_seconds"] = _seconds_between(dd.parse_iso(reading.written_at), now_s)
+    since = _seconds_between(dd.parse_iso(reading.written_at), now_s)
+    block["age_seconds"] = None if since is None else max(since, 0.0)  # clock skew is not a negative age
+    ahead = 0.0 if since is None else -since
     if reading.error is not None:
         status, reason = reading.error
         block.update(status=status, reason=f"{path}: {reason}")
         return block
     block.update(service=reading.service, runtime_diagnostics=reading.runtime_diagnostics)
     problems = reading.problems
-    interval = block["service"]["publish_interval_seconds"]
-    limit = max_age_seconds if dd.is_positive_number(max_age_seconds) else dd.STALE_AFTER_INTERVALS * interval
-    block["max_age_seconds"] = float(limit)  # type: ignore[arg-type]
+    interval = block["service"]["publish_interval_seconds"]  # at most dd.MAX_PUBLISH_INTERVAL_SECONDS (its kind)
+    asked = dd.is_positive_number(max_age_seconds)
+    limit = min(float(max_age_seconds), dd.MAX_AGE_LIMIT_SECONDS) if asked else dd.STALE_AFTER_INTERVALS * interval
+    block["max_age_seconds"] = limit
     age = block["age_seconds"]
-    block["stale"] = age is not None and age > limit
+    block["stale"] = age is not None and age > limit or ahead > dd.FUTURE_SKEW_SECONDS
     block["problems"] = list(problems)
 
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         block.update(status=dd.STATUS_INVALID, reason=f"{path}: {problems[0]}{more}")
+    elif ahead > dd.FUTURE_SKEW_SECONDS:
+        block.update(status=dd.STATUS_STALE, reason=(
+            f"{path}: written_at is {dd.format_age(ahead)} in the future (more than "
+            f"{dd.format_age(dd.FUTURE_SKEW_SECONDS)} ahead of this clock), so its age is unknown"))
     elif block["stale"]:
         block.update(status=dd.STATUS_STALE, reason=(
             f"{path}: stale, written {dd.format_age(age)} ago, limit {dd.format_age(limit)}"
-            + ("" if dd.is_positive_number(max_age_seconds) else f" (3 × publish interval {dd.format_age(interval)})")))
+            + ("" if asked else f" ({dd.STALE_AFTER_INTERVALS} × publish interval {dd.format_age(interval)})")))
     else:
         block.update(status=dd.STATUS_OK, reason=f"{path}: written {dd.format_age(age)} ago")
     return block
@@ -138,19 +147,66 @@ def load_runtime_diagnostics_state(state_dir: Any = "state", *, now: Now = None,
         return block
 
 
+_FILE_TYPES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class NotRegularFile(OSError):
+    """The path (or what its symlinks lead to) is a FIFO, a device, a socket or a folder."""
+
+    def __init__(self, mode: int) -> None:
+        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+        super().__init__(f"{kind}, not a regular file")
+
+
+class TooLarge(OSError):
+    """The file holds more than MAX_FILE_BYTES."""
+
+
+def _check_regular(mode: int, size: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(mode)
+    if size > MAX_FILE_BYTES:
+        raise TooLarge(f"larger than {MAX_FILE_BYTES} bytes")
+
+
+def read_regular_file(path: str) -> bytes:
+    """The bytes of the regular file at ``path`` (symlinks followed), never blocking and never more than
+    MAX_FILE_BYTES: a FIFO, a device or a socket is refused before it is read (NotRegularFile), a larger
+    file too (TooLarge)."""
+    info = os.stat(path)  # a device is never even opened (opening some has effects)...
+    _check_regular(info.st_mode, info.st_size)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)  # ...and what was opened is checked again: the path may have been swapped meanwhile
+        _check_regular(info.st_mode, info.st_size)
+        chunks, left = [], MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > MAX_FILE_BYTES:  # it grew while being read
+        raise TooLarge(f"larger than {MAX_FILE_BYTES} bytes")
+    return raw
+
+
 def _load(path: str, now: Now, max_age_seconds: Optional[float]) -> Dict[str, Any]:
     block = default_block(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        raw = read_regular_file(path)
     except (FileNotFoundError, NotADirectoryError):
         block.update(status=dd.STATUS_MISSING, reason=f"{path}: no such file (has the executor published yet?)")
         return block
+    except (NotRegularFile, TooLarge) as exc:
+        block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: {exc}")
+        return block
     except OSError as exc:
         block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: cannot read ({exc.strerror or type(exc).__name__})")
-        return block
-    if len(raw) > MAX_FILE_BYTES:
-        block.update(status=dd.STATUS_UNREADABLE, reason=f"{path}: larger than {MAX_FILE_BYTES} bytes")
         return block
     if not raw.strip():
         block.update(status=dd.STATUS_EMPTY, reason=f"{path}: empty file")
@@ -173,10 +229,22 @@ class ExecutorInstance:
     state_dir: str
 
 
+def _holds_state(folder: str) -> bool:
+    """True when a state file's name is taken by anything but a folder. Only stat-ed, never opened: a FIFO
+    there makes its folder an executor, which the loader then reports unreadable instead of hiding it."""
+    for name in dd.STATE_FILES:
+        try:
+            if not stat.S_ISDIR(os.stat(os.path.join(folder, name)).st_mode):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def list_executor_instances(state_dir: Any = "state") -> List[ExecutorInstance]:
     """The executors under ``state_dir``: itself when it holds state files, plus each subfolder
     that does, sorted by name. Never empty (a folder with nothing yet is one instance, so a
-    reader reports it as missing) and never raises."""
+    reader reports it as missing), never opens a file and never raises."""
     try:
         root = os.fspath(state_dir)
         root_name = os.path.basename(os.path.normpath(os.path.abspath(root))) or root
@@ -184,14 +252,14 @@ def list_executor_instances(state_dir: Any = "state") -> List[ExecutorInstance]:
         return [ExecutorInstance(name=str(state_dir), state_dir=str(state_dir))]
     found: List[ExecutorInstance] = []
     try:
-        if any(os.path.isfile(os.path.join(root, f)) for f in dd.STATE_FILES):
+        if _holds_state(root):
             found.append(ExecutorInstance(name=root_name, state_dir=root))
         subdirs = []
         with os.scandir(root) as entries:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
-                if any(os.path.isfile(os.path.join(entry.path, f)) for f in dd.STATE_FILES):
+                if _holds_state(entry.path):
                     subdirs.append(ExecutorInstance(name=entry.name, state_dir=entry.path))
         found.extend(sorted(subdirs, key=lambda i: i.name))
     except OSError:

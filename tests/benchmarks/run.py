@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from tests.benchmarks.harness import Report, format_value, load_average
 
-BENCHMARKS = ("calls", "engine", "snapshot", "memory", "alternatives", "exporters")
+BENCHMARKS = ("calls", "engine", "snapshot", "memory", "alternatives", "exporters", "readers")
 
 FULL: Dict[str, dict] = {
     "calls": {"loops": 1_000, "rounds": 61, "span_loops": 300, "span_rounds": 31},
@@ -28,6 +28,7 @@ FULL: Dict[str, dict] = {
     "memory": {"events": 100_000, "symbols": 1_000},
     "alternatives": {"loops": 1_000, "rounds": 61},
     "exporters": {"cycles": 2_000, "warmup": 500, "repeats": 5},
+    "readers": {"rounds": 5},  # on files of MAX_FILE_BYTES, the largest the loader reads
 }
 QUICK: Dict[str, dict] = {
     "calls": {"loops": 20, "rounds": 2, "span_loops": 5, "span_rounds": 2},
@@ -36,6 +37,7 @@ QUICK: Dict[str, dict] = {
     "memory": {"events": 2_000, "symbols": 50, "variants": ("metrics only",)},
     "alternatives": {"loops": 20, "rounds": 2},
     "exporters": {"cycles": 30, "warmup": 5, "repeats": 1},
+    "readers": {"size_bytes": 256 * 1024, "rounds": 1},
 }
 
 NOTES = [
@@ -173,6 +175,9 @@ def _runner(name: str) -> Callable:
     if name == "exporters":
         from tests.benchmarks.bench_exporters import run_exporters
         return run_exporters
+    if name == "readers":
+        from tests.benchmarks.bench_readers import run_readers
+        return run_readers
     from tests.benchmarks.bench_alternatives import run_alternatives
     return run_alternatives
 

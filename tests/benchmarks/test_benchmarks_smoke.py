@@ -87,6 +87,15 @@ def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_
     assert "the same journal in every run: True" in notes[0]
 
 
+def test_readers_when_run_once_then_loader_and_status_have_a_ratio_for_each_shape():
+    rows, notes = bench_run._runner("readers")(checked=False, **bench_run.QUICK["readers"])
+
+    _sane(rows)
+    assert [r.key for r in rows] == [f"readers/{shape}/{variant}" for shape in ("many entries", "long texts")
+                                     for variant in ("loader", "status", "status --json")]
+    assert all(r.value > 0 and r.data["block_kib"] < 64 for r in rows) and "5 min 22 s" in notes[0]
+
+
 def test_main_when_quick_then_writes_the_report_and_exits_zero(tmp_path):
     out = tmp_path / "benchmarks.md"
 

@@ -157,7 +157,7 @@ def test_veto_heatmap_when_cells_then_altair_rect_chart():
 
 
 @pytest.mark.parametrize("doc, expected", [
-    (fx.stale(NOW), "**Stale diagnostics**: written 1h ago, older than 3m"),
+    (fx.stale(NOW), "**Stale diagnostics**: diagnostics\\.json\\: stale, written 1h ago, limit 3m"),
     (None, "**Diagnostics unusable (invalid)**"),
 ])
 def test_banner_when_untrusted_then_error_saying_why(doc, expected):
@@ -315,7 +315,8 @@ def test_page_when_state_corrupt_or_missing_then_banner_and_unknown(page, tmp_pa
 
 def test_page_when_stale_then_banner_and_unknown_never_green(page, tmp_path):
     at = page(fx.write_state(tmp_path / "state", fx.stale(time.time(), age=1200)))
-    assert at.error[0].value.startswith("**Stale diagnostics**: written 20m ago, older than 3m")
+    assert at.error[0].value.startswith("**Stale diagnostics**: ")
+    assert "diagnostics.json: stale, written 20m ago, limit 3m" in _plain(at.error[0].value)
     liveness = _tables(at)[0]
     assert set(liveness[""]) == {"⚪"} and liveness["Status"][0].startswith("unknown (last known: idle for")
     assert "✅" not in _texts(at)
@@ -355,3 +356,61 @@ def test_parse_options_when_args_env_and_defaults_then_args_win():
     options = parse_options(["--refresh-seconds", "nan"], {})
     assert (options.state_dir, options.refresh_seconds, options.jaeger_ui_url) == ("state", 5.0, None)
     assert options.warnings and math.isfinite(options.refresh_seconds)
+
+
+# -- a run that ended: its own badge and banner, never green -------------------------------------------------
+LONG_AGO = 1_700_000_000.0  # 2023-11-14T22:13:20Z: stale for any reader, and still the run's last word
+
+
+def ended(state, at=NOW, builder=fx.healthy, **service):
+    doc = builder(at)
+    doc["service"].update(state=state, stopped_at=fx.iso(at), **service)
+    return doc
+
+
+@pytest.mark.parametrize("doc, badge", [
+    (ended("stopped"), "⏹️ stopped"),
+    (ended("stopped", LONG_AGO), "⏹️ stopped"),  # stale, and stopped: stopped is the more useful truth
+    (ended("failed", builder=fx.mismatch), "💥 failed"),
+    (ended("running", LONG_AGO), "⚪ unknown"),
+])
+def test_status_badge_when_run_ended_then_stopped_or_failed_never_green(doc, badge):
+    assert rp.status_badge(block_of(doc)) == badge
+
+
+def test_banner_when_failed_then_error_with_the_failure_escaped():
+    note = rp.banner(block_of(ended("failed", failure=fx.HOSTILE)))
+    assert note.level == "error"
+    assert _plain(note.text) == (f"**The executor failed at {fx.iso(NOW)} ({fx.HOSTILE}) — last verdict healthy**. "
+                                 "Checks show its final snapshot.")
+    assert not re.search(r"(?<!\\)[<>()]", note.text)  # every bracket from the file escaped
+
+
+def test_rows_when_stopped_then_last_known_figures_never_green():
+    block = block_of(ended("stopped"))
+    assert {r.icon for r in rp.liveness_rows(block)} == {"⚪"} and {r.icon for r in rp.exit_health_rows(block)} == {"⚪"}
+    assert rows_by_key(block)["orders"].text == "unknown (last known: idle for 3m)"
+
+
+def test_page_when_executor_stopped_long_ago_then_stopped_badge_and_info_banner_no_green(page, tmp_path):
+    at = page(fx.write_state(tmp_path / "state", ended("stopped", LONG_AGO)))
+    assert _plain(at.subheader[0].value) == "state · ⏹️ stopped"
+    assert not at.error and _plain(at.info[0].value).startswith(f"**The executor stopped at {fx.iso(LONG_AGO)} — "
+                                                                "last verdict healthy**")
+    assert "✅" not in _texts(at)
+
+
+def test_page_when_executor_failed_with_markup_in_the_failure_then_failed_badge_and_text_escaped(page, tmp_path):
+    at = page(fx.write_state(tmp_path / "state", ended("failed", LONG_AGO, failure=f"{fx.HOSTILE} **disk**")))
+    assert _plain(at.subheader[0].value) == "state · 💥 failed"
+    assert "\\(\\<script\\>alert\\(1\\)\\</script\\> \\*\\*disk\\*\\*\\)" in at.error[0].value
+    assert not re.search(r"(?<!\\)[<>]", _texts(at)) and "✅" not in _texts(at)
+    assert all(not m.proto.allow_html for m in list(at.markdown) + list(at.caption)) and len(at.get("html")) == 0
+
+
+def test_page_when_written_at_is_in_the_future_then_stale_banner_saying_so(page, tmp_path):
+    doc = fx.healthy(NOW)
+    doc["written_at"] = "2999-01-01T00:00:00+00:00"
+    at = page(fx.write_state(tmp_path / "state", doc))
+    assert "written_at is " in _plain(at.error[0].value) and " in the future " in _plain(at.error[0].value)
+    assert _plain(at.subheader[0].value) == "state · ⚪ unknown" and "✅" not in _texts(at)

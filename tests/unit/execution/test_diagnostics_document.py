@@ -149,3 +149,85 @@ def test_parse_timestamp_when_iso_or_unix_then_same_instant(value, expected):
 @pytest.mark.parametrize("value", [NOW, "1767600000", "x" * 65, None, True])
 def test_parse_iso_when_not_an_iso_string_then_none(value):
     assert dd.parse_iso(value) is None
+
+
+# -- a run that ended: its own verdict, ahead of staleness ------------------------------------------------
+def _ended(state, status=dd.STATUS_OK, builder=fx.healthy, **service):
+    block = _block(builder(NOW), status)
+    block["service"].update({"state": state, "stopped_at": fx.iso(NOW), **service})
+    return block
+
+
+@pytest.mark.parametrize("status, state, label", [
+    (dd.STATUS_OK, dd.SERVICE_RUNNING, dd.VERDICT_HEALTHY),
+    (dd.STATUS_OK, None, dd.VERDICT_HEALTHY),
+    (dd.STATUS_OK, dd.SERVICE_STOPPED, dd.VERDICT_STOPPED),
+    (dd.STATUS_OK, dd.SERVICE_FAILED, dd.VERDICT_FAILED),
+    (dd.STATUS_STALE, dd.SERVICE_RUNNING, dd.VERDICT_UNKNOWN),
+    (dd.STATUS_STALE, dd.SERVICE_STOPPED, dd.VERDICT_STOPPED),  # stopped is the more useful truth than stale
+    (dd.STATUS_STALE, dd.SERVICE_FAILED, dd.VERDICT_FAILED),
+    (dd.STATUS_INVALID, dd.SERVICE_STOPPED, dd.VERDICT_UNKNOWN),  # a file that can't be trusted says nothing
+    (dd.STATUS_CORRUPT, dd.SERVICE_FAILED, dd.VERDICT_UNKNOWN),
+    (dd.STATUS_MISSING, dd.SERVICE_STOPPED, dd.VERDICT_UNKNOWN),
+])
+def test_health_when_run_state_and_file_status_combine_then_precedence_decides(status, state, label):
+    verdict = dd.health(_ended(state, status))
+    assert verdict.label == label
+    assert verdict.code == {dd.VERDICT_HEALTHY: dd.EXIT_HEALTHY}.get(label, dd.EXIT_UNKNOWN)
+
+
+def test_health_when_stopped_then_one_line_with_time_and_last_verdict():
+    assert dd.health(_ended(dd.SERVICE_STOPPED)).summary == f"stopped at {fx.iso(NOW)} — last verdict healthy"
+    alerting = dd.health(_ended(dd.SERVICE_STOPPED, builder=fx.mismatch))
+    assert alerting.summary.endswith("— last verdict alerting: ledger/registry mismatch (1 open without TP/SL)")
+    assert alerting.alerts == ("ledger/registry mismatch (1 open without TP/SL)",)
+    assert dd.health(_ended(dd.SERVICE_STOPPED, stopped_at=None)).summary.startswith("stopped at an unknown time —")
+
+
+def test_health_when_failed_then_the_failure_in_brackets():
+    verdict = dd.health(_ended(dd.SERVICE_FAILED, failure="disk full"))
+    assert verdict.summary == f"failed at {fx.iso(NOW)} (disk full) — last verdict healthy"
+    assert dd.health(_ended(dd.SERVICE_FAILED)).summary == f"failed at {fx.iso(NOW)} — last verdict healthy"
+
+
+# -- the reader's caps ----------------------------------------------------------------------------------------
+def test_from_json_when_texts_keys_and_list_entries_are_long_then_cut_with_an_ellipsis_not_refused():
+    data = fx.healthy(NOW)
+    data["service"].update(name="n" * 10_000, failure="f" * 300)
+    data["runtime_diagnostics"]["veto_counters"]["by_reason"] = {"r" * 300: 1}
+    data["runtime_diagnostics"]["exit_pipeline"]["missing_tp_sl_symbols"] = ["s" * 257]
+
+    reading = dd.from_json(data)
+
+    cut = lambda c: c * (dd.MAX_TEXT_CHARS - 1) + "…"  # noqa: E731
+    assert reading.problems == []
+    assert (reading.service["name"], reading.service["failure"]) == (cut("n"), cut("f"))
+    assert reading.runtime_diagnostics["veto_counters"]["by_reason"] == {cut("r"): 1}
+    assert reading.runtime_diagnostics["exit_pipeline"]["missing_tp_sl_symbols"] == [cut("s")]
+
+
+def test_from_json_when_lists_and_maps_are_past_their_caps_then_the_first_entries_kept():
+    data = fx.healthy(NOW)
+    vc, ex, live = (data["runtime_diagnostics"][k] for k in ("veto_counters", "exit_pipeline", "liveness"))
+    vc["by_symbol"] = {f"S{i}": i for i in range(dd.MAX_MAP_ENTRIES + 10)}
+    vc["by_reason_symbol"] = {f"r{i}": {"A": 1, "B": 2} for i in range(dd.MAX_MAP_ENTRIES)}
+    ex["missing_tp_sl_symbols"] = [f"S{i}" for i in range(dd.MAX_LIST_ITEMS + 1)] + [3]  # past the cap: not read
+    live["details"].update({f"extra{i}": 1.0 for i in range(100)})
+
+    rd = dd.from_json(data).runtime_diagnostics
+
+    assert list(rd["veto_counters"]["by_symbol"]) == [f"S{i}" for i in range(dd.MAX_MAP_ENTRIES)]
+    assert sum(1 + len(v) for v in rd["veto_counters"]["by_reason_symbol"].values()) == dd.MAX_MAP_ENTRIES
+    assert rd["exit_pipeline"]["missing_tp_sl_symbols"] == [f"S{i}" for i in range(dd.MAX_LIST_ITEMS)]
+    assert len(rd["liveness"]["details"]) == dd.MAX_LIVENESS_MAP_ENTRIES
+    assert list(rd["liveness"]["details"])[:5] == list(fx.healthy(NOW)["runtime_diagnostics"]["liveness"]["details"])
+
+
+def test_from_json_when_publish_interval_beyond_the_maximum_then_problem_and_default():
+    data = fx.healthy(NOW)
+    data["service"]["publish_interval_seconds"] = dd.MAX_PUBLISH_INTERVAL_SECONDS * 2
+
+    reading = dd.from_json(data)
+
+    assert reading.service["publish_interval_seconds"] == dd.DEFAULT_PUBLISH_INTERVAL_SECONDS
+    assert reading.problems == ["service.publish_interval_seconds: expected a number > 0 and at most 3600, got 7200.0"]

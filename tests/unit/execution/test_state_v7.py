@@ -210,10 +210,18 @@ def test_load_when_max_age_given_then_it_overrides(tmp_path):
     assert load_runtime_diagnostics_state(tmp_path, now=NOW, max_age_seconds=10)["status"] == "stale"
 
 
-def test_load_when_written_in_the_future_then_age_zero_not_negative(tmp_path):
-    fx.write_state(tmp_path, fx.healthy(NOW + 3600))
+def test_load_when_written_slightly_in_the_future_then_ok_and_age_zero_not_negative(tmp_path):
+    fx.write_state(tmp_path, fx.healthy(NOW + 20))  # within dd.FUTURE_SKEW_SECONDS: clock skew
     block = load_runtime_diagnostics_state(tmp_path, now=NOW)
     assert block["status"] == "ok" and block["age_seconds"] == 0.0
+
+
+def test_load_when_written_an_hour_in_the_future_then_stale_saying_so_not_fresh_for_ever(tmp_path):
+    fx.write_state(tmp_path, fx.healthy(NOW + 3600))
+    block = load_runtime_diagnostics_state(tmp_path, now=NOW)
+    assert block["status"] == "stale" and block["stale"] is True and block["age_seconds"] == 0.0
+    assert block["reason"].endswith("diagnostics.json: written_at is 1h in the future (more than 30s ahead of "
+                                    "this clock), so its age is unknown")
 
 
 def test_load_when_now_is_a_naive_datetime_then_treated_as_utc(tmp_path):

@@ -125,3 +125,42 @@ def test_status_via_python_m_when_healthy_and_when_missing_then_exit_codes(tmp_p
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert gone.returncode == 2
     assert gone.stderr.strip().startswith("otel-diag status: missing: ") and "Traceback" not in gone.stderr
+
+
+# -- a run that ended: its own verdict, whatever the file's age ---------------------------------------------
+LONG_AGO = 1_700_000_000.0  # 2023-11-14T22:13:20Z: the verdict must not depend on the reader's clock
+
+
+def _ended(state, builder=fx.healthy, **service):
+    doc = builder(LONG_AGO)
+    doc["service"].update(state=state, stopped_at=fx.iso(LONG_AGO), **service)
+    return doc
+
+
+def test_status_when_executor_stopped_then_exit_2_one_line_and_stopped_table_never_ok(capsys, tmp_path):
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", _ended("stopped")))
+    assert code == 2
+    assert err.strip() == f"otel-diag status: stopped at {fx.iso(LONG_AGO)} — last verdict healthy"
+    assert "STOPPED" in out and "HEALTHY" not in out and " OK " not in out
+    assert f"stopped at {fx.iso(LONG_AGO)} — last verdict healthy" in out and "last known: idle for" in out
+
+
+def test_status_when_executor_failed_then_exit_2_naming_the_failure_and_last_alerts(capsys, tmp_path):
+    doc = _ended("failed", fx.mismatch, failure="[bold]disk full[/bold]")
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 2 and "FAILED" in out and "[bold]disk full[/bold]" in out  # file text printed as text
+    assert err.strip() == (f"otel-diag status: failed at {fx.iso(LONG_AGO)} ([bold]disk full[/bold]) — "
+                           "last verdict alerting: ledger/registry mismatch (1 open without TP/SL)")
+
+
+def test_status_json_when_stopped_then_block_carries_the_verdict(capsys, tmp_path):
+    code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", _ended("stopped")), "--json")
+    block = json.loads(out)
+    assert code == 2 and block["status"] == "stale" and block["service"]["state"] == "stopped"
+    assert block["health"] == {"code": 2, "verdict": "stopped", "alerts": [],
+                               "summary": f"stopped at {fx.iso(LONG_AGO)} — last verdict healthy"}
+
+
+def test_status_json_when_stale_and_running_then_verdict_unknown(capsys, tmp_path):
+    code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.healthy(LONG_AGO)), "--json")
+    assert code == 2 and json.loads(out)["health"] == {"code": 2, "verdict": "unknown", "alerts": [], "summary": ""}
