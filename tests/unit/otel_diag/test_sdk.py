@@ -264,11 +264,11 @@ def test_shutdown_when_exporter_hangs_then_returns_within_its_bound():
 
 
 def test_configure_when_env_names_otlp_headers_then_exporters_get_them_from_that_env():
-    from otel_diag.sdk import _otlp_headers
+    from otel_diag.settings import otlp_headers
 
     env = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20abc,x-team=desk",
            "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-only=metrics"}
 
-    assert _otlp_headers(env, "TRACES") == {"authorization": "Bearer abc", "x-team": "desk"}
-    assert _otlp_headers(env, "METRICS") == {"x-only": "metrics"}
-    assert _otlp_headers({}, "TRACES") is None
+    assert otlp_headers(env, "TRACES") == {"authorization": "Bearer abc", "x-team": "desk"}
+    assert otlp_headers(env, "METRICS") == {"x-only": "metrics"}
+    assert otlp_headers({}, "TRACES") is None
