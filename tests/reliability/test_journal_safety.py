@@ -4,7 +4,7 @@ Every test starts from a real fault, not a stand-in: a symbolic link, FIFO, devi
 state file belongs; a second executor process on the same state dir; SIGKILL; a tmpfs mounted by the
 test and sized so the journal fills it mid-run; a write SIGKILLed between its temp file and its rename.
 The executor runs as users run it (``python -m execution``), except where a test needs to see inside.
-The tests run as root (mounting a tmpfs needs it; they skip otherwise).
+The tests run as root (mounting a tmpfs needs it; they fail, never skip, otherwise).
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def clean_journal(tmp_path_factory) -> bytes:
 def tmpfs(tmp_path):
     """``tmpfs(size)``: a real tmpfs of ``size`` bytes, mounted for the test and unmounted after it."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a real tmpfs needs root: run the reliability tests as root (make test in CI does)")
     mounted = []
 
     def mount(size: int):
