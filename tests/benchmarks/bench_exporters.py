@@ -16,7 +16,10 @@ and fail, during the timed loop. Arms, interleaved repeat by repeat in a rotatin
 Each run is summarised by its p99 and its median cycle time after the warm-up; each arm by the
 median over its runs. The budget: a broken collector costs at most 20% at the p99. Last, how long
 ``otel_diag.shutdown(timeout_millis=1_000)`` takes while the span exporter hangs on the silent
-collector, against that bound (≤ 1.25×; ``make test`` only checks that it returns).
+collector, against that bound (≤ 1.25×), and when the exporter threads have ended after a shutdown
+with a closed or refusing collector, against the same kind of bound (≤ 2×: they stop retrying with the
+shutdown, not after the exporters' 10 s timeout). ``make test`` only checks that shutdown returns and
+that nothing is sent after it.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tests.benchmarks.fixtures import quiet_otel
 from tests.benchmarks.harness import Row, percentile
-from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans, wait_until
+from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans
+from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import bounded_shutdown, quiet_config_file, traced_replay
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -42,6 +46,7 @@ SHUTDOWN_MILLIS = 300
 HUNG_SHUTDOWN_MILLIS = 1_000
 P99_RATIO_BUDGET = 1.20
 SHUTDOWN_RATIO_BUDGET = 1.25
+THREADS_END_RATIO_BUDGET = 2.0
 
 
 @contextlib.contextmanager
@@ -73,6 +78,25 @@ def _hung_shutdown_ratio(endpoint: str, silent) -> float:
     return (time.perf_counter() - started) / (HUNG_SHUTDOWN_MILLIS / 1000)
 
 
+def _threads_end_ratio(endpoint: str) -> float:
+    """Seconds from ``otel_diag.shutdown(timeout_millis=300)`` until the exporter threads it started have ended,
+    with the collector at ``endpoint`` down, over that bound."""
+    import threading
+
+    import otel_diag
+
+    before = set(threading.enumerate())
+    otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
+    end_spans(1_000)
+    time.sleep(0.2)  # let the first export fail and back off
+    started = time.perf_counter()
+    otel_diag.shutdown(timeout_millis=SHUTDOWN_MILLIS)
+    for thread in exporter_threads:
+        thread.join()
+    return (time.perf_counter() - started) / (SHUTDOWN_MILLIS / 1000)
+
+
 def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
                   checked: bool = True) -> Tuple[List[Row], List[str]]:
     """Rows: p99 and median per cycle of each broken collector / the local-drop pipeline."""
@@ -100,6 +124,7 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
                 medians[arm].append(statistics.median(intervals))
                 journals.add(done.journal)
         hung = _hung_shutdown_ratio(down.endpoints["silent"], down.silent)
+        threads_end = {arm: _threads_end_ratio(down.endpoints[arm]) for arm in ("closed", "refusing")}
     base_p99, base_median = statistics.median(p99s["local"]), statistics.median(medians["local"])
     group = "exporters down"
     rows = [Row(group, "collector up, exporters drop locally (baseline)", "p99 cycle time after warm-up",
@@ -114,6 +139,11 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
     rows.append(Row(group, "shutdown while the exporter hangs on a silent collector", "seconds taken / the 1 s bound",
                     hung, "x", budget=SHUTDOWN_RATIO_BUDGET, budget_text=f"≤ {SHUTDOWN_RATIO_BUDGET:.2f}×",
                     checked=checked, key="exporters/hung shutdown"))
+    for arm, ratio in threads_end.items():
+        rows.append(Row(group, f"exporter threads end after shutdown, collector {arm}",
+                        "seconds until they ended / the 0.3 s bound", ratio, "x", budget=THREADS_END_RATIO_BUDGET,
+                        budget_text=f"≤ {THREADS_END_RATIO_BUDGET:.2f}×", checked=checked,
+                        key=f"exporters/threads end {arm}"))
     notes = [f"Exporters down: {repeats} runs of {cycles} bars per arm (the first {warmup} not timed), the same "
              f"journal in every run: {len(journals) == 1}."]
     return rows, notes

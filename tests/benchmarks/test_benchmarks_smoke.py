@@ -82,7 +82,8 @@ def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_
 
     _sane(rows)
     assert [r.key for r in rows] == ["exporters/local", "exporters/closed", "exporters/silent", "exporters/refusing",
-                                     "exporters/hung shutdown"]
+                                     "exporters/hung shutdown", "exporters/threads end closed",
+                                     "exporters/threads end refusing"]
     assert all(r.value > 0 for r in rows)
     assert "the same journal in every run: True" in notes[0]
 

@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Set
 import pytest
 import yaml
 
+from tests.fixtures.polling import wait_until
 from tests.integration.wire_helpers import (LOOPBACK, PrometheusServer, clean_env, free_port, prometheus_binary,
-                                            stop_process, wait_until)
+                                            stop_process)
 
 pytestmark = pytest.mark.prometheus
 

@@ -10,10 +10,11 @@ For each, a replay runs through ``execution.executor_live.run`` with the OTLP ex
 there and short export intervals (spans every 100 ms, metrics every 200 ms), so the exporters
 fail during the loop. What is asserted is functional: every bar traded, the same journal as the
 same pipeline with exporters that drop locally, no telemetry error swallowed, shutdown returns
-(a bounded wait for it, never a clock read). What a broken collector costs in time — p99 per
-cycle against that pipeline, how long shutdown takes against its bound — is measured by
-``make bench`` (tests/benchmarks/bench_exporters.py), never here: timings are not a test on a
-shared 2-core machine.
+while the collector still hangs, and nothing is sent after it returned. No test here bounds or
+compares a duration (pytest-timeout, pyproject.toml, is the only guard against a hang). What a
+broken collector costs in time — p99 per cycle against that pipeline, how long shutdown takes and
+when the exporter threads end, against the shutdown bound — is measured by ``make bench``
+(tests/benchmarks/bench_exporters.py): timings are not a test on a shared 2-core machine.
 """
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_diag
-from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans, wait_until
-from tests.fixtures.replay import quiet_config_file, returns_within, traced_replay
+from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans
+from tests.fixtures.polling import wait_until
+from tests.fixtures.replay import quiet_config_file, traced_replay
 
 CYCLES = 1_000
 SHORT_SHUTDOWN_MILLIS = 300    # the bound used inside the runs (the default one is exercised below)
-SHUTDOWN_SLACK = 5             # a shutdown still running after this many times its bound is hung
 FAST_EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "200"}
 
 
@@ -112,7 +113,7 @@ def _connect_refused(address) -> bool:
     return False
 
 
-def test_shutdown_when_collector_hangs_mid_export_then_returns_in_bound_and_prometheus_endpoint_is_closed(collectors):
+def test_shutdown_when_collector_hangs_mid_export_then_returns_and_prometheus_endpoint_is_closed(collectors):
     # Arrange: the span exporter is blocked in a request the silent collector never answers
     silent = collectors["_servers"][0]
     accepted_before = silent.accepted
@@ -122,31 +123,34 @@ def test_shutdown_when_collector_hangs_mid_export_then_returns_in_bound_and_prom
     end_spans(1_000)  # more than one batch (512): the worker exports at once
     assert wait_until(lambda: silent.accepted > accepted_before, 5), "the exporter never connected"
 
-    # Act: returns, well before the hung request would ever end
-    flushed = returns_within(SHUTDOWN_SLACK * 1.0, lambda: otel_diag.shutdown(timeout_millis=1_000))
+    # Act
+    flushed = otel_diag.shutdown(timeout_millis=1_000)
 
-    # Assert
+    # Assert: it returned although the collector never answers the request in flight
     assert not flushed
     assert _connect_refused(address), "the Prometheus endpoint still listens after shutdown() returned"
 
 
-@pytest.mark.parametrize("collector", ["closed", "refusing"])
-def test_shutdown_when_collector_refuses_then_exporter_threads_end_instead_of_retrying_on(collectors, collector):
-    # Arrange
+def test_shutdown_when_collector_refuses_then_exporter_threads_end_and_send_nothing_more(collectors):
+    # Arrange: the exporters retry a 503 with backoff (1 s, 2 s, 4 s … up to their 10 s timeout)
+    refusing = collectors["_servers"][1]
+    requests_before = refusing.requests
     before = set(threading.enumerate())
-    otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors[collector]})
+    otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["refusing"]})
     exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
     end_spans(1_000)
-    time.sleep(0.2)  # let the first export fail and back off
+    assert wait_until(lambda: refusing.requests > requests_before, 5), "the exporter never reached the collector"
 
     # Act
     flushed = otel_diag.shutdown(timeout_millis=SHORT_SHUTDOWN_MILLIS)
+    sent_by_shutdown = refusing.requests
+    for thread in exporter_threads:
+        thread.join()
 
-    # Assert: the final flush could not succeed; what was retrying stops, not after the exporters' 10 s timeout
+    # Assert: the final flush could not succeed; the retries stopped with it (one request may be in flight)
     assert not flushed
     assert len(exporter_threads) == 2  # the batch span processor's and the periodic metric reader's
-    assert wait_until(lambda: not any(t.is_alive() for t in exporter_threads), 3.0), \
-        [t.name for t in exporter_threads if t.is_alive()]
+    assert refusing.requests - sent_by_shutdown <= 1
 
 
 def test_spans_when_queue_full_because_collector_down_then_trading_thread_builds_no_log_record_per_drop(collectors):
@@ -194,12 +198,10 @@ def test_configure_when_application_set_batch_logger_level_then_left_alone(colle
 
 
 # -- the executor end to end, with the default shutdown bound -------------------------------------------
-def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_exit_0_same_trades_bounded_exit(
+def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_exit_0_same_trades_and_exits(
         tmp_path, collectors, repo_root):
     # Arrange: one process per collector, run side by side, plus one with telemetry but no exporter
     # and one without telemetry at all (the trades to compare with)
-    from otel_diag.sdk import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
-
     env_base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env_base.update(FAST_EXPORT_ENV)
     arms = {
@@ -219,11 +221,10 @@ def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_
         procs[arm] = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
 
-    # Act: each exits (a bounded wait: 150 bars and start-up, plus five times the 5 s shutdown bound)
-    exit_wait = 30 + SHUTDOWN_SLACK * DEFAULT_SHUTDOWN_TIMEOUT_MILLIS / 1000
+    # Act: each exits (how long a broken collector delays the exit is make bench's to measure)
     results = {}
     for arm, proc in procs.items():
-        out, err = proc.communicate(timeout=exit_wait)
+        out, err = proc.communicate()
         results[arm] = (proc.returncode, out, err)
 
     # Assert

@@ -245,22 +245,22 @@ def test_spec_facade_when_nothing_configured_then_sets_up_in_process_telemetry_a
     assert ExecutionInstrumentor.patched() == []
 
 
-def test_shutdown_when_exporter_hangs_then_returns_within_its_bound():
+def test_shutdown_when_a_span_processor_hangs_then_returns_while_it_still_hangs():
     class Hanging(SimpleSpanProcessor):
         def shutdown(self):
-            release.wait(10)
+            entered.set()
+            release.wait()  # for ever, until the test lets it go
 
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     otel_diag.configure(span_processors=[Hanging(InMemorySpanExporter())], env={})
     try:
-        started = time.monotonic()
         flushed = otel_diag.shutdown(timeout_millis=200)
-        elapsed = time.monotonic() - started
+        still_hanging = entered.is_set() and not release.is_set()
     finally:
         release.set()
 
     assert flushed is False
-    assert elapsed < 5 * 0.2  # returns: five times its bound at the most, not the hang's 10 s
+    assert still_hanging  # shutdown returned without waiting for the processor
 
 
 def test_configure_when_env_names_otlp_headers_then_exporters_get_them_from_that_env():
