@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Iterable, List
+from typing import Any, Iterable
 
 FILE_MODE = 0o644
 TEMP_PREFIX = ".tmp-"  # a write in flight: ``.tmp-<random>-<name>``
@@ -44,20 +44,17 @@ def atomic_write_json(path: str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
 
 
-def remove_leftover_temp_files(folder: str, names: Iterable[str]) -> List[str]:
-    """Delete the temp files that interrupted writes of ``names`` left in ``folder``; the names deleted.
+def remove_leftover_temp_files(folder: str, names: Iterable[str]) -> None:
+    """Delete the temp files that interrupted writes of ``names`` left in ``folder``.
 
     Only for a folder no other writer uses at the time (the executor calls it holding the state dir's
     lock): someone else's temp file is a write in flight, not a leftover. Links and folders are left alone.
     """
     suffixes = tuple("-" + name for name in names)
-    removed = []
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(suffixes) and entry.is_file(follow_symlinks=False):
                 try:
                     os.unlink(entry.path)
                 except FileNotFoundError:
-                    continue
-                removed.append(entry.name)
-    return sorted(removed)
+                    pass

@@ -7,6 +7,7 @@ Usage::
     clock()                                # 1767571260.0
     wall_clock()                           # realtime: time.time()
     on_calendar(1767571200.0)              # True: a time the engine can stamp
+    iso_seconds("2026-01-05T00:00:00Z")    # 1767571200.0
 """
 from __future__ import annotations
 
@@ -24,6 +25,22 @@ LATEST_SECONDS = 253_402_300_799.0      # 9999-12-31T23:59:59Z
 def on_calendar(ts: float, latest: float = LATEST_SECONDS) -> bool:
     """Whether ``ts`` (Unix seconds) is a time from the epoch to ``latest`` (NaN and infinities are not)."""
     return isinstance(ts, (int, float)) and not isinstance(ts, bool) and EARLIEST_SECONDS <= ts <= latest
+
+
+def iso_seconds(text: str) -> float:
+    """An ISO-8601 time (naive = UTC, ``Z`` allowed) as Unix seconds; ValueError when it is none or off the Unix line."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.timestamp()
+    except OverflowError:
+        raise ValueError("not a time on the Unix line") from None
+
+
+def iso(ts: float) -> str:
+    """Unix seconds as ISO-8601 UTC with microseconds, e.g. 2026-01-05T00:01:00.000000+00:00: every time in a file."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
 
 
 def iso_z(ts: float) -> str:

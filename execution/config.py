@@ -27,8 +27,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Optional, Tuple
 
-from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_z, on_calendar
+from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_seconds, iso_z, on_calendar
 from execution.diagnostics_document import LIVENESS_CHECKS, MAX_PUBLISH_INTERVAL_SECONDS, describe
+from execution.files import file_kind, open_for_reading
 
 DEFAULT_CONFIG_PATH = os.path.join("config", "strategy_config.json")
 
@@ -177,14 +178,9 @@ class MarketDataConfig:
 
 
 def _parse_start(text: str) -> Optional[float]:
-    from datetime import datetime, timezone
-
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
-    except (ValueError, AttributeError, OverflowError):
+        return iso_seconds(text)
+    except (ValueError, AttributeError):
         return None
 
 
@@ -361,24 +357,21 @@ def load_config(path: Optional[str] = None) -> AppConfig:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
+def _refuse_unless_regular(info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, f"{file_kind(info.st_mode)}, not a regular file")
 
 
 def open_regular_file(path: str) -> BinaryIO:
     """Open ``path`` for reading in binary; OSError unless it is a regular file.
 
-    Opened non-blocking, so a FIFO with no writer cannot hang the start; a FIFO, a device
-    (``/dev/zero`` never ends) or a folder is refused before anything is read.
+    Checked before it is opened, so a FIFO with no writer cannot hang the start and a device
+    (``/dev/zero`` never ends) is never opened; a FIFO, a device or a folder is refused.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fd = open_for_reading(path, _refuse_unless_regular)
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
-            raise OSError(errno.EINVAL, f"{kind}, not a regular file")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from execution.clock import iso
+
 SCHEMA_VERSION = 1
 DIAGNOSTICS_FILE = "diagnostics.json"
 POSITIONS_FILE = "positions.json"
@@ -112,7 +114,7 @@ def to_iso(ts: Optional[float]) -> Optional[str]:
     if ts is None:
         return None
     try:
-        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
+        return iso(ts)
     except (ValueError, OverflowError, OSError):
         return None
 
@@ -502,6 +504,14 @@ def service_info(values: Mapping[str, Any]) -> ServiceInfo:
 
 
 # -- the tolerant reader -----------------------------------------------------------------------------
+SHORT_CHARS = 40  # a value quoted in a one-line message: longer ends in "..." at this length
+
+
+def shorten(text: str) -> str:
+    """``text`` cut to SHORT_CHARS characters, the last three "..." when cut: for quoting in a message."""
+    return text if len(text) <= SHORT_CHARS else text[:SHORT_CHARS - 3] + "..."
+
+
 def describe(value: Any) -> str:
     """A value from a file, short and safe to print in a problem message."""
     if value is None:
@@ -510,8 +520,7 @@ def describe(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return "an object" if isinstance(value, dict) else "a list"
-    text = repr(value[:41] if isinstance(value, str) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shorten(repr(value[:SHORT_CHARS + 1] if isinstance(value, str) else value))
 
 
 class Problems(list):
@@ -543,7 +552,7 @@ def _read_map(raw: Any, kind: Map, where: str, problems: Problems, room: Optiona
         key = clip(key)
         if key in clean:  # two long keys cut to the same text: the first is kept
             continue
-        inner = f"{where}.{key if len(key) <= 40 else key[:37] + '...'}"
+        inner = f"{where}.{shorten(key)}"
         if kind.depth == 2:
             clean[key] = _read_map(value, Map(kind.values, 1, kind.order), inner, problems, room)
             continue

@@ -34,7 +34,7 @@ from execution.clock import SimClock, wall_clock
 from execution.config import (DEFAULT_CONFIG_PATH, MAX_BAR_SECONDS, MAX_CYCLES, MAX_PATH_BYTES, MAX_SEED, AppConfig,
                               ConfigError, load_config)
 from execution.engine import CycleResult, Executor, RunStats
-from execution.diagnostics_document import JOURNAL_FILE, POSITIONS_FILE, describe
+from execution.diagnostics_document import JOURNAL_FILE, POSITIONS_FILE, describe, shorten
 from execution.journal import FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import DataError, SyntheticFeed, load_csv
 from execution.scenarios import SCENARIOS, Scenario
@@ -117,7 +117,7 @@ def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
     try:
         ns = build_parser().parse_args(argv)
     except UsageError as exc:  # argparse quotes a bad value whole: cut a huge one as describe() does
-        raise UsageError(" ".join(w if len(w) <= 40 else w[:37] + "..." for w in str(exc).split(" "))) from None
+        raise UsageError(" ".join(shorten(w) for w in str(exc).split(" "))) from None
     opts = RunOptions(**vars(ns))
     if opts.cycles is not None and not 1 <= opts.cycles <= MAX_CYCLES:
         raise UsageError(f"executor: --cycles: expected an integer >= 1 and <= {MAX_CYCLES}, got {describe(opts.cycles)}")

@@ -25,16 +25,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
+from execution.clock import iso  # the records' time format (engine.py and tests import it from here too)
 from execution.models import ChildOrder, Fill, Order, SliceResult
 from execution.state_dir import fsync_dir, open_regular
-
-
-def iso(ts: float) -> str:
-    """Unix seconds as ISO-8601 UTC with microseconds, e.g. 2026-01-05T00:01:00.000000+00:00."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
 
 
 # When the journal is fsynced: before every state-file write (so a power loss reaches back at most one

@@ -18,10 +18,9 @@ import io
 import math
 import random
 import re
-from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_z, on_calendar
+from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_seconds, iso_z, on_calendar
 from execution.config import MAX_BAR_SECONDS, open_regular_file, shown_path
 from execution.diagnostics_document import describe
 from execution.models import Bar
@@ -101,13 +100,7 @@ def parse_ts(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        try:
-            return dt.timestamp()
-        except OverflowError:
-            raise ValueError("not a time on the Unix line") from None
+        return iso_seconds(text)
     if not math.isfinite(value):
         raise ValueError("not a finite time")
     return value

@@ -24,11 +24,12 @@ import itertools
 import os
 import stat
 from datetime import datetime, timezone
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from execution.atomic import FILE_MODE, remove_leftover_temp_files
 from execution.clock import wall_clock
 from execution.diagnostics_document import DIAGNOSTICS_FILE, JOURNAL_FILE, LOCK_FILE, POSITIONS_FILE, to_iso
+from execution.files import file_kind
 
 RESERVE_FILE = ".reserve"
 RESERVE_BYTES = 1 << 20  # held from start to a failure, then freed for the last diagnostics.json and positions.json
@@ -38,8 +39,6 @@ HEADROOM_BYTES = 256 * 1024
 WRITTEN_ENTRIES = (LOCK_FILE, JOURNAL_FILE, DIAGNOSTICS_FILE, POSITIONS_FILE, RESERVE_FILE)
 ROTATED_STAMP = "%Y%m%dT%H%M%SZ"  # journal.20261130T091500Z.jsonl: the UTC start of the run that moved it aside
 
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 # What os.open says when O_NOFOLLOW | O_NONBLOCK meets a link, a FIFO without reader, a socket or a folder.
 _NOT_A_FILE_ERRNOS = (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENODEV, errno.EOPNOTSUPP)
 
@@ -49,15 +48,12 @@ class StateDirError(Exception):
 
 
 def _kind(path: str, mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            if test is stat.S_ISLNK:
-                try:
-                    return f"{name} to {os.readlink(path)!r}"
-                except OSError:
-                    pass
-            return name
-    return "not a regular file"
+    if stat.S_ISLNK(mode):
+        try:
+            return f"{file_kind(mode)} to {os.readlink(path)!r}"
+        except OSError:
+            pass
+    return file_kind(mode)
 
 
 def _refused(path: str, mode: int) -> StateDirError:
@@ -75,13 +71,14 @@ def check_entry(path: str) -> None:
 
 
 def open_regular(path: str, flags: int, mode: int = FILE_MODE) -> Tuple[int, os.stat_result]:
-    """``os.open`` for writing a state file: never through a link, never blocking on a FIFO, only a
-    regular file with no second name; made ``mode`` exactly when it is ours. The fd and its ``fstat``."""
+    """``os.open`` for writing a state file: never through a link, never blocking on a FIFO, never opening a
+    device, only a regular file with no second name; made ``mode`` exactly when it is ours. The fd and its ``fstat``."""
+    check_entry(path)  # lstat: what is not a regular file is refused before it is opened
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno in _NOT_A_FILE_ERRNOS:
-            check_entry(path)  # says what it is
+            check_entry(path)  # says what it is (swapped in since the lstat)
         raise
     try:
         st = os.fstat(fd)
@@ -126,10 +123,9 @@ def _holder(fd: int) -> Tuple[str, str]:
 class StateDir:
     """A state dir this process holds: locked, its entries checked, space reserved for a failure."""
 
-    def __init__(self, folder: str, lock_fd: int, started_at: float, removed_temp_files: List[str]) -> None:
+    def __init__(self, folder: str, lock_fd: int, started_at: float) -> None:
         self.folder = folder
         self.started_at = started_at
-        self.removed_temp_files = removed_temp_files
         self.rotated_journal: Optional[str] = None
         self._lock_fd: Optional[int] = lock_fd
 
@@ -139,7 +135,6 @@ class StateDir:
         """Lock ``folder`` (an existing folder), check what it holds, clean up and reserve; StateDirError if not."""
         started_at = clock()
         lock_path = os.path.join(folder, LOCK_FILE)
-        check_entry(lock_path)
         try:
             fd, _ = open_regular(lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
@@ -156,7 +151,7 @@ class StateDir:
                 os.pwrite(fd, f"{os.getpid()} {to_iso(started_at)}\n".encode("ascii"), 0)
                 for name in WRITTEN_ENTRIES[1:]:
                     check_entry(os.path.join(folder, name))
-                removed = remove_leftover_temp_files(folder, (DIAGNOSTICS_FILE, POSITIONS_FILE))
+                remove_leftover_temp_files(folder, (DIAGNOSTICS_FILE, POSITIONS_FILE))
             except OSError as exc:
                 raise StateDirError(f"{exc.filename or lock_path}: cannot prepare the state dir ({exc.strerror})") from None
             _reserve(os.path.join(folder, RESERVE_FILE), reserve_bytes)
@@ -166,7 +161,7 @@ class StateDir:
         except BaseException:
             os.close(fd)
             raise
-        return cls(folder, fd, started_at, removed)
+        return cls(folder, fd, started_at)
 
     def path(self, name: str) -> str:
         return os.path.join(self.folder, name)

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Union
 
 from execution import diagnostics_document as dd
+from execution.files import file_kind, open_for_reading
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
@@ -147,15 +148,11 @@ def load_runtime_diagnostics_state(state_dir: Any = "state", *, now: Now = None,
         return block
 
 
-_FILE_TYPES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 class NotRegularFile(OSError):
     """The path (or what its symlinks lead to) is a FIFO, a device, a socket or a folder."""
 
     def __init__(self, mode: int) -> None:
-        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+        kind = "a folder" if stat.S_ISDIR(mode) else file_kind(mode)
         super().__init__(f"{kind}, not a regular file")
 
 
@@ -163,10 +160,10 @@ class TooLarge(OSError):
     """The file holds more than MAX_FILE_BYTES."""
 
 
-def _check_regular(mode: int, size: int) -> None:
-    if not stat.S_ISREG(mode):
-        raise NotRegularFile(mode)
-    if size > MAX_FILE_BYTES:
+def _check_regular(info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(info.st_mode)
+    if info.st_size > MAX_FILE_BYTES:
         raise TooLarge(f"larger than {MAX_FILE_BYTES} bytes")
 
 
@@ -174,12 +171,8 @@ def read_regular_file(path: str) -> bytes:
     """The bytes of the regular file at ``path`` (symlinks followed), never blocking and never more than
     MAX_FILE_BYTES: a FIFO, a device or a socket is refused before it is read (NotRegularFile), a larger
     file too (TooLarge)."""
-    info = os.stat(path)  # a device is never even opened (opening some has effects)...
-    _check_regular(info.st_mode, info.st_size)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd = open_for_reading(path, _check_regular)  # a device is never even opened; what was opened is checked again
     try:
-        info = os.fstat(fd)  # ...and what was opened is checked again: the path may have been swapped meanwhile
-        _check_regular(info.st_mode, info.st_size)
         chunks, left = [], MAX_FILE_BYTES + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))

@@ -41,7 +41,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
 
-from execution.diagnostics_document import LIVENESS_CHECKS
+from execution.config import DEFAULT_CONFIG_PATH, LIVENESS_THRESHOLD_FIELDS, ConfigError, load_config
 from otel_diag import instruments, semconv
 
 DEFAULT_FOR = "1m"
@@ -53,9 +53,6 @@ INSTANCE_LABELS = ("job", "instance")
 
 # Instrument kinds: counters get ``_total``; everything else in semconv is a gauge.
 COUNTERS = frozenset(name for name, _ in instruments.COUNTERS)
-
-# liveness key (semconv.LIVENESS_EVENTS) -> its LivenessConfig threshold field
-THRESHOLD_FIELDS = {check.key: check.threshold_field for check in LIVENESS_CHECKS}
 
 _DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 _DURATION_UNITS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
@@ -163,7 +160,7 @@ def liveness_rules(liveness, for_: str = DEFAULT_FOR) -> List[Rule]:
     by = ", ".join(INSTANCE_LABELS)
     rules: List[Rule] = []
     for key, event in semconv.LIVENESS_EVENTS.items():
-        field_name = THRESHOLD_FIELDS[key]
+        field_name = LIVENESS_THRESHOLD_FIELDS[key]
         threshold = getattr(liveness, field_name)
         if threshold is None or threshold <= 0:
             continue
@@ -299,16 +296,12 @@ def render_rules(groups: Sequence[Tuple[str, Sequence[Rule]]]) -> str:
 
 def generate(config_path: Optional[str], for_: str = DEFAULT_FOR) -> str:
     """Load and validate the config, then render its rules; raises ConfigError or RulesError."""
-    from execution.config import load_config
-
     return render_rules(build_rules(load_config(config_path), for_))
 
 
 # -- command line -----------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``otel-diag rules``."""
-    from execution.config import DEFAULT_CONFIG_PATH
-
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
                         help=f"engine config JSON (default {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--for", dest="for_", default=DEFAULT_FOR, metavar="DURATION",
@@ -319,8 +312,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print (or write) the rules; bad input is one line on stderr and exit 2."""
-    from execution.config import ConfigError
-
     try:
         text = generate(args.config, args.for_)
     except (ConfigError, RulesError) as exc:
