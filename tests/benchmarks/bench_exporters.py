@@ -36,12 +36,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tests.benchmarks.fixtures import quiet_otel
 from tests.benchmarks.harness import Row, percentile
-from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans
+from tests.fixtures.collectors import BROKEN, FAST_EXPORT_ENV, BrokenCollectors, DropMetrics, DropSpans, end_spans
 from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import bounded_shutdown, quiet_config_file, traced_replay
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
-FAST_EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "200"}
 SHUTDOWN_MILLIS = 300
 HUNG_SHUTDOWN_MILLIS = 1_000
 P99_RATIO_BUDGET = 1.20

@@ -75,13 +75,15 @@ def measure(events: int, symbols: int, variant: str) -> Dict[str, float]:
 
 def run_memory(events: int = 100_000, symbols: int = 1_000, checked: bool = True,
                variants=("metrics only", "recording span")) -> List[Row]:
+    from tests.fixtures.env import clean_env  # here, not at the top: the measured interpreter imports this module
+
     rows: List[Row] = []
     mib = 1024 * 1024
     for variant in variants:
         proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_memory", "--events", str(events),
                                "--symbols", str(symbols), "--variant", variant],
                               cwd=ROOT, capture_output=True, text=True, timeout=600,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+                              env=clean_env())
         if proc.returncode != 0:
             raise RuntimeError(f"memory benchmark ({variant}) failed:\n{proc.stderr}")
         m = json.loads(proc.stdout.strip().splitlines()[-1])

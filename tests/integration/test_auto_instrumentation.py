@@ -11,6 +11,7 @@ import pytest
 
 from otel_diag import semconv as sc
 from otel_diag.targets import TARGETS
+from tests.fixtures.env import clean_env
 
 CYCLES = 5
 ENGINE_MODULES = sorted({t.module for t in TARGETS})
@@ -55,10 +56,6 @@ print(json.dumps({
 }))
 otel_diag.shutdown()
 """ % CYCLES
-
-
-def clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
 
 @pytest.mark.parametrize("order", ["configure_first", "engine_first"])

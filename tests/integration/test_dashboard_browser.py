@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import urllib.request
 import pytest
 
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.env import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -26,12 +26,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOT_ENV = "OTEL_DIAG_SCREENSHOT"  # where to write the screenshot (make screenshot: the README's image)
 JAEGER = "http://127.0.0.1:16686"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -67,7 +61,7 @@ def panel(tmp_path):
     state = tmp_path / "state"
     fx.write_state(state / "executor-a", fx.healthy(now))
     fx.write_state(state / "executor-b", fx.alerting(now))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "JAEGER_UI_URL": JAEGER, "PYTHONPATH": ROOT}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),

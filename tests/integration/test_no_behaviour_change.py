@@ -15,6 +15,7 @@ from execution.scenarios import SCENARIOS
 from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.targets import TARGETS
 from otel_diag.wrappers import is_patch
+from tests.fixtures.env import clean_env
 
 CYCLES = 80
 FAULT_AT = 40
@@ -95,7 +96,7 @@ def test_executor_when_no_instrument_then_no_telemetry_module_is_even_imported(t
     proc = subprocess.run(
         [sys.executable, "-c", NO_INSTRUMENT_PROBE, "--no-instrument", "--cycles", "5", "--state-dir", str(tmp_path)],
         cwd=repo_root, capture_output=True, text=True, timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+        env=clean_env())
 
     assert proc.returncode == 0, proc.stderr
     loaded = [line for line in proc.stdout.splitlines() if line.startswith("LOADED")]

@@ -14,7 +14,8 @@ import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_diag
-from tests.fixtures.collectors import DropSpans, closed_port as free_closed_port
+from tests.fixtures.collectors import DropSpans
+from tests.fixtures.env import free_port
 from tests.fixtures.replay import quiet_config_file, traced_replay
 
 CYCLES = 200
@@ -23,7 +24,7 @@ SHUTDOWN_BOUND_MILLIS = 500
 
 @pytest.fixture
 def closed_port() -> int:
-    return free_closed_port()
+    return free_port()
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from execution.executor_live import RunHooks, RunOptions, run
 from otel_diag import semconv as sc
-from tests.integration.wire_helpers import OtlpHttpReceiver, WirePoint, WireSpan, clean_env
+from tests.fixtures.env import clean_env
+from tests.integration.wire_helpers import OtlpHttpReceiver, WirePoint, WireSpan
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "strategy_config.json"

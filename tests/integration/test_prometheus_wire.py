@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Set
 import pytest
 import yaml
 
+from tests.fixtures.env import LOOPBACK, clean_env, free_port
 from tests.fixtures.polling import wait_until
-from tests.integration.wire_helpers import (LOOPBACK, PrometheusServer, clean_env, free_port, prometheus_binary,
-                                            stop_process)
+from tests.integration.wire_helpers import PrometheusServer, prometheus_binary, stop_process
 
 pytestmark = pytest.mark.prometheus
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -40,9 +38,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from tests.fixtures.env import LOOPBACK, free_port
 from tests.fixtures.polling import wait_until
-
-LOOPBACK = "127.0.0.1"
 
 # OTLP/HTTP path -> (request type, response type)
 _OTLP_PATHS = {
@@ -50,20 +47,6 @@ _OTLP_PATHS = {
     "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse),
     "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
 }
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> Dict[str, str]:
-    """``os.environ`` without any ``OTEL_*`` variable (the caller's shell must not leak in), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(extra)
-    return env
 
 
 # -- OTLP decoding ----------------------------------------------------------------------

@@ -19,7 +19,6 @@ when the exporter threads end, against the shutdown bound — is measured by ``m
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -33,13 +32,13 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_diag
-from tests.fixtures.collectors import BROKEN, BrokenCollectors, DropMetrics, DropSpans, end_spans
+from tests.fixtures.collectors import BROKEN, FAST_EXPORT_ENV, BrokenCollectors, DropMetrics, DropSpans, end_spans
+from tests.fixtures.env import clean_env
 from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import quiet_config_file, traced_replay
 
 CYCLES = 1_000
 SHORT_SHUTDOWN_MILLIS = 300    # the bound used inside the runs (the default one is exercised below)
-FAST_EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +201,7 @@ def test_executor_cli_when_collector_closed_silent_refusing_or_grpc_closed_then_
         tmp_path, collectors, repo_root):
     # Arrange: one process per collector, run side by side, plus one with telemetry but no exporter
     # and one without telemetry at all (the trades to compare with)
-    env_base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env_base.update(FAST_EXPORT_ENV)
+    env_base = clean_env(**FAST_EXPORT_ENV)
     arms = {
         "none": ["--no-instrument"], "no_exporter": [],
         "closed": [], "silent": [], "refusing": [], "grpc_closed": [],

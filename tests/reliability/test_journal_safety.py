@@ -27,6 +27,7 @@ from execution.executor_live import RunHooks, RunOptions, UsageError, run
 from execution.journal import FSYNC_ALWAYS, FSYNC_NEVER, FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import CSV_COLUMNS
 from execution.state_dir import HEADROOM_BYTES, RESERVE_BYTES, RESERVE_FILE, StateDir
+from tests.fixtures.env import clean_env
 from tests.unit.execution.builders import order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +42,7 @@ T0 = 1_767_571_200.0       # 2026-01-05T00:00:00Z
 # -- helpers ---------------------------------------------------------------------------------------------
 def _env() -> dict:
     """The caller's environment without OTEL_* (no exporter anywhere), the repo importable."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": ROOT}
+    return clean_env(PYTHONPATH=ROOT)
 
 
 def _executor(args: List[str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess:

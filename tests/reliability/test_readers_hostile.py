@@ -25,6 +25,7 @@ import pytest
 from execution import diagnostics_document as dd
 from execution.state_v7 import MAX_FILE_BYTES, list_executor_instances, load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.env import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_767_600_000.0  # 2026-01-05T08:00:00Z: the loader's `now` in-process
@@ -70,7 +71,7 @@ def status(state_dir: Path, *args: str, bound: float = STATUS_BOUND_SECONDS) -> 
     try:
         return subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", os.fspath(state_dir), *args],
                               capture_output=True, text=True, cwd=ROOT, timeout=bound,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+                              env=clean_env())
     except subprocess.TimeoutExpired:
         pytest.fail(f"otel-diag status did not return within {bound:g} s")
 
@@ -333,7 +334,7 @@ def test_status_when_a_real_executor_run_ended_then_exit_2_stopped_with_its_last
     state = tmp_path / "state"
     run = subprocess.run([sys.executable, "-m", "execution", "--cycles", "30", "--state-dir", os.fspath(state)],
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+                         env=clean_env())
     assert run.returncode == 0, run.stderr
     final = json.loads((state / dd.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))["service"]
 

@@ -32,6 +32,7 @@ from execution.config import TelemetryConfig
 from execution.executor_live import RunHooks, RunOptions, run
 from execution.state_v7 import load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.env import LOOPBACK, clean_env
 from tests.integration.wire_helpers import OtlpHttpReceiver
 
 SECRETS = {
@@ -42,7 +43,6 @@ SECRETS = {
 }
 CONFIG_SECRET = "SECRETCFG222"
 ALL_SECRETS = [needle for _, needle in SECRETS.values()] + ["SECRETQ111", CONFIG_SECRET]
-LOOPBACK = "127.0.0.1"
 
 
 def _strings(value) -> Iterable[str]:
@@ -185,13 +185,12 @@ def test_executor_when_headers_malformed_and_urls_carry_credentials_then_no_secr
         tmp_path, repo_root):
     # Arrange: OTLP/HTTP and OTLP/gRPC exporters failing against broken collectors on 127.0.0.1, exporting
     # every 100-200 ms, every logger at DEBUG on stderr: each error path of the SDK, requests and urllib3 logs
-    from tests.fixtures.collectors import BrokenCollectors
-    from tests.integration.wire_helpers import clean_env
+    from tests.fixtures.collectors import FAST_EXPORT_ENV, BrokenCollectors
 
     with BrokenCollectors() as down:
         refused_before = down.refusing.requests
         common = clean_env(OTEL_EXPORTER_OTLP_HEADERS=MALFORMED_HEADERS, JAEGER_UI_URL=JAEGER_WITH_CREDENTIALS,
-                           OTEL_BSP_SCHEDULE_DELAY="100", OTEL_METRIC_EXPORT_INTERVAL="200")
+                           **FAST_EXPORT_ENV)
         arms = {
             "http": {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": _with_credentials(down.endpoints["refusing"], "/v1/traces",
                                                                              "SECRETPW41", "SECRETQ42"),

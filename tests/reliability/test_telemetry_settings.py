@@ -23,7 +23,8 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import pytest
 
-from tests.integration.wire_helpers import LOOPBACK, OtlpHttpReceiver, clean_env
+from tests.fixtures.env import LOOPBACK, clean_env
+from tests.integration.wire_helpers import OtlpHttpReceiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CYCLES = 60
