@@ -51,7 +51,8 @@ def cell_for(meter_provider: Any) -> StateCell:
         cell = None
     if cell is None:
         cell = StateCell()
-        register_instruments(meter_provider.get_meter(sc.INSTRUMENTATION_NAME, __version__), cell)
+        register_instruments(meter_provider.get_meter(sc.INSTRUMENTATION_NAME, __version__, schema_url=sc.SCHEMA_URL),
+                             cell)
         try:
             _CELLS[meter_provider] = cell
         except TypeError:
@@ -88,10 +89,9 @@ class ExecutionInstrumentor(BaseInstrumentor):
         state: EventState = kwargs.get("event_state") or EventState(clock)
         tracer: Optional[trace.Tracer] = None
         if kwargs.get("tracing", True):
-            tracer = trace.get_tracer(sc.INSTRUMENTATION_NAME, __version__, tracer_provider)
+            tracer = trace.get_tracer(sc.INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL)
         for provider in meter_providers:
             cell_for(provider).state = state
-        self._cells = [cell_for(p) for p in meter_providers]
         self.binding = Binding(state, tracer)
         self._generation = getattr(self, "_generation", 0) + 1
         self._wrapped: List[Tuple[Any, str]] = []
@@ -119,10 +119,11 @@ class ExecutionInstrumentor(BaseInstrumentor):
         return patch
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        # The engine's functions are the originals again. The instruments keep reporting what was counted
+        # (as a contrib instrumentation's counters keep their totals): a reader collecting after this,
+        # such as a host's final export at exit, still sees the run's counts.
         self._generation += 1
         ACTIVE.binding = None
-        for cell in getattr(self, "_cells", ()):
-            cell.state = None
         for owner, attr in reversed(self._wrapped):
             remove_patch(owner, attr)
         self._wrapped = []
@@ -145,17 +146,10 @@ def target_functions() -> Dict[str, Any]:
     return found
 
 
-def bind_instruments(meter_providers: List[Any], state: EventState) -> None:
-    """Report ``state`` through the instruments of ``meter_providers`` without patching anything."""
+def bind_instruments(meter_providers: List[Any], state: Optional[EventState]) -> None:
+    """Report ``state`` through the instruments of ``meter_providers`` without patching anything (None: nothing)."""
     for provider in meter_providers:
         cell_for(provider).state = state
-
-
-def unbind_instruments(state: EventState) -> None:
-    """Stop every instrument that reports ``state`` (at shutdown)."""
-    for cell in list(_CELLS.values()):
-        if cell.state is state:
-            cell.state = None
 
 
 def import_engine() -> None:

@@ -49,14 +49,19 @@ COUNTERS = (
     (sc.METRIC_EXIT_TRIGGERS, "TP/SL exit triggers fired"),
 )
 
-EXIT_GAUGES = (
+# Counts of current things: ObservableUpDownCounters (additive across series, may go down), as the metrics
+# guide says for additive current values; the coverage ratio is a gauge (not additive).
+EXIT_COUNTS = (
     (sc.METRIC_POSITIONS_OPEN, "Open positions in the ledger at the last exit scan", lambda g: g.open_positions),
     (sc.METRIC_TP_SL_REGISTERED, "Open positions with a TP/SL entry", lambda g: g.tp_sl_registered),
     (sc.METRIC_TP_SL_MISSING, "Open positions without a TP/SL entry", lambda g: g.tp_sl_missing),
     (sc.METRIC_TP_SL_ORPHANED, "TP/SL entries with no open position", lambda g: g.tp_sl_orphaned),
     (sc.METRIC_UNDERWATER_UNPROTECTED, "Underwater positions without TP/SL", lambda g: g.underwater_without_tp_sl),
+)
+EXIT_RATIOS = (
     (sc.METRIC_TP_SL_COVERAGE, "TP/SL coverage: registered / open (0 when nothing is open)", lambda g: g.coverage),
 )
+EXIT_GAUGES = EXIT_COUNTS + EXIT_RATIOS
 
 
 class StateCell:
@@ -144,7 +149,10 @@ def register_instruments(meter: Meter, cell: StateCell) -> List[object]:
         sc.METRIC_LAST_EVENT_TIME, callbacks=[_callback(cell, sc.METRIC_LAST_EVENT_TIME)],
         unit=sc.METRIC_UNITS[sc.METRIC_LAST_EVENT_TIME],
         description="Time of the last event of each kind, Unix seconds from the engine's clock"))
-    for name, description, _ in EXIT_GAUGES:
+    for name, description, _ in EXIT_COUNTS:
+        made.append(meter.create_observable_up_down_counter(
+            name, callbacks=[_callback(cell, name)], unit=sc.METRIC_UNITS[name], description=description))
+    for name, description, _ in EXIT_RATIOS:
         made.append(meter.create_observable_gauge(
             name, callbacks=[_callback(cell, name)], unit=sc.METRIC_UNITS[name], description=description))
     return made

@@ -48,14 +48,8 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
 
 from otel_diag import semconv as sc
+from otel_diag._internals import SDK_CARDINALITY_LIMIT
 from otel_diag.instruments import Observations, Points, StateCell, observations
-
-try:  # the SDK's default cardinality limit (a metric's attribute sets per reader), if this SDK names it
-    from opentelemetry.sdk.metrics._internal._view_instrument_match import (
-        _DEFAULT_CARDINALITY_LIMIT as SDK_CARDINALITY_LIMIT,
-    )
-except ImportError:  # pragma: no cover - another SDK layout; 2000 is the specification's default
-    SDK_CARDINALITY_LIMIT = 2000
 
 _CUMULATIVE = {kind: AggregationTemporality.CUMULATIVE for kind in (
     Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)}

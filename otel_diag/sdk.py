@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -41,7 +39,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_diag import semconv as sc
 from otel_diag import settings
-from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, cell_for, unbind_instruments
+from otel_diag._internals import meter_provider_resource
+from otel_diag.instrumentor import ExecutionInstrumentor, bind_instruments, cell_for
+from otel_diag.package import ENTRY_POINT_NAME
 from otel_diag.reader import DerivedMetrics, DiagnosticsMetricReader
 from otel_diag.redact import hide_in_logs, secrets_in
 from otel_diag.settings import (  # noqa: F401 (the settings' public names, importable from here as before)
@@ -141,11 +141,20 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
               prometheus_port: Optional[int] = None, prometheus_host: str = DEFAULT_PROMETHEUS_HOST,
               max_series_per_metric: int = DEFAULT_MAX_SERIES_PER_METRIC,
               env: Optional[Mapping[str, str]] = None) -> Telemetry:
-    """Build the providers, register the diagnostics reader, and (``instrument``) patch the engine.
+    """Build what telemetry needs, register the diagnostics reader, and (``instrument``) patch the engine.
 
-    ``span_processors`` and ``metric_readers`` are added as given (tests pass in-memory ones).
-    ``tracing`` defaults to on exactly when some span sink exists. Calling ``configure`` again
-    shuts the previous set-up down first.
+    When an SDK TracerProvider or MeterProvider is already global (``opentelemetry-instrument``, or a host
+    application that owns the SDK), it is used as it is: spans go to the host's TracerProvider, the
+    ``trading.*`` instruments are registered on the host's MeterProvider, and no exporter, Prometheus
+    endpoint or provider of that signal is built here — the host's settings decide what is exported.
+    The diagnostics reader always reads a MeterProvider of its own, without exporters, whose instruments
+    observe the same event state as the host's (:func:`otel_diag.instrumentor.cell_for`). The service
+    identity (``service.name``, ``service.instance.id``) is then the host's resource's.
+
+    ``span_processors`` and ``metric_readers`` are added as given (tests pass in-memory ones) to a
+    provider of our own. ``tracing`` defaults to on exactly when some span sink exists. With
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` listing ``execution`` (or ``*``) nothing is patched, as
+    under ``opentelemetry-instrument``. Calling ``configure`` again shuts the previous set-up down first.
     """
     global _current
     hide_in_logs(secrets_in(os.environ) | (secrets_in(env) if env is not None else set()))
@@ -155,33 +164,27 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         if _current is not None:
             shutdown()
         name = service_name or sc.DEFAULT_SERVICE_NAME  # OTEL_SERVICE_NAME wins in settings.resource()
-        instance_id = service_instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        service = {"name": name, "instance_id": instance_id, "environment": deployment_environment}
         state = EventState(clock, max_series_per_metric=max_series_per_metric)
         reader = DiagnosticsMetricReader(extras=lambda: _extras(state))
         if settings.env_true(env, "OTEL_SDK_DISABLED"):
             _logger.info("otel_diag: OTEL_SDK_DISABLED=true, no telemetry")
-            _current = Telemetry(False, clock, state, reader, service)
+            _current = Telemetry(False, clock, state, reader, _identity(None, name, service_instance_id,
+                                                                        deployment_environment))
             return _current
 
-        resource = settings.resource(name, instance_id, deployment_environment, env)
-        # The state file's service block says what the exported resource says.
-        service.update(name=resource.attributes.get("service.name", name),
-                       instance_id=resource.attributes.get("service.instance.id", instance_id),
-                       environment=resource.attributes.get("deployment.environment", deployment_environment))
+        host_tp, host_mp = _host_providers()
+        resource = _host_resource(host_tp, host_mp) or settings.resource(
+            name, service_instance_id, deployment_environment, env)
+        service = _identity(resource, name, service_instance_id, deployment_environment)
         exporters: List[str] = []
         auto = ExecutionInstrumentor()
         if auto.is_instrumented_by_opentelemetry:
             auto.uninstrument()  # instrumented by opentelemetry-instrument: re-bind to this set-up
-        global_tp = trace.get_tracer_provider()
-        global_mp = metrics.get_meter_provider()
-        external_tp = global_tp if isinstance(global_tp, TracerProvider) else None
-        external_mp = global_mp if isinstance(global_mp, MeterProvider) else None
 
         processors: List[SpanProcessor] = list(span_processors)
         otlp_exporters: List[Any] = []
         traces_exporters = settings.exporter_names(env, "OTEL_TRACES_EXPORTER", TRACES_EXPORTERS)
-        if external_tp is None and "none" not in traces_exporters:
+        if host_tp is None and "none" not in traces_exporters:
             otlp = _otlp_exporter(env, "TRACES") if "otlp" in traces_exporters else None
             if otlp is not None:
                 otlp_exporters.append(otlp)
@@ -194,57 +197,91 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
                 processors.append(_batch_processor(env, ConsoleSpanExporter()))
                 exporters.append("console-traces")
         if tracing is None:
-            tracing = bool(processors) or external_tp is not None
+            tracing = bool(processors) or host_tp is not None
         tracer_provider = None
         owned_tp = False
         if tracing:
-            if processors or external_tp is None:
+            if processors or host_tp is None:
                 tracer_provider = TracerProvider(resource=resource, sampler=settings.sampler(env),
                                                  shutdown_on_exit=False)
                 owned_tp = True
                 for p in processors:
                     tracer_provider.add_span_processor(p)
             else:
-                tracer_provider = external_tp
-                exporters.append("global-traces")
+                tracer_provider = host_tp
+                exporters.append("host-traces")
 
         readers: List[MetricReader] = [reader, *metric_readers]
-        metrics_exporters = settings.exporter_names(env, "OTEL_METRICS_EXPORTER", METRICS_EXPORTERS)
-        if external_mp is None and "none" not in metrics_exporters:
-            otlp = _otlp_exporter(env, "METRICS") if "otlp" in metrics_exporters else None
-            if otlp is not None:
-                otlp_exporters.append(otlp)
-                readers.append(_periodic_reader(env, otlp))
-                exporters.append("otlp-metrics")
-            if "console" in metrics_exporters:
-                from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-                readers.append(_periodic_reader(env, ConsoleMetricExporter()))
-                exporters.append("console-metrics")
         prom_server = prom_address = None
-        address = settings.prometheus_address(env, prometheus_port, prometheus_host, metrics_exporters)
-        if address is not None:
-            served = _prometheus(env, address)
-            if served is not None:
-                prom_reader, prom_server, prom_address = served
-                readers.append(prom_reader)
-                exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
+        if host_mp is None:
+            metrics_exporters = settings.exporter_names(env, "OTEL_METRICS_EXPORTER", METRICS_EXPORTERS)
+            if "none" not in metrics_exporters:
+                otlp = _otlp_exporter(env, "METRICS") if "otlp" in metrics_exporters else None
+                if otlp is not None:
+                    otlp_exporters.append(otlp)
+                    readers.append(_periodic_reader(env, otlp))
+                    exporters.append("otlp-metrics")
+                if "console" in metrics_exporters:
+                    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+                    readers.append(_periodic_reader(env, ConsoleMetricExporter()))
+                    exporters.append("console-metrics")
+            address = settings.prometheus_address(env, prometheus_port, prometheus_host, metrics_exporters)
+            if address is not None:
+                served = _prometheus(env, address)
+                if served is not None:
+                    prom_reader, prom_server, prom_address = served
+                    readers.append(prom_reader)
+                    exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
+        else:
+            exporters.append("host-metrics")
+            if prometheus_port is not None:
+                _logger.info("otel_diag: the host's MeterProvider exports the metrics; the Prometheus endpoint of "
+                             "the configuration (port %s) is not started", prometheus_port)
         meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
-        meter_providers = [meter_provider] + ([external_mp] if external_mp is not None else [])
+        meter_providers = [meter_provider] + ([host_mp] if host_mp is not None else [])
 
         instrumented = False
-        if instrument:
+        if instrument and settings.disabled_instrumentation(env, ENTRY_POINT_NAME):
+            _logger.info("otel_diag: OTEL_PYTHON_DISABLED_INSTRUMENTATIONS lists %r: the engine is not patched",
+                         ENTRY_POINT_NAME)
+        elif instrument:
             auto.instrument(tracer_provider=tracer_provider, meter_providers=meter_providers, clock=clock,
-                            event_state=state, tracing=tracing, skip_dep_check=True)
+                            event_state=state, tracing=tracing)
             instrumented = True
-        else:
+        if not instrumented:
             bind_instruments(meter_providers, state)
         # Snapshots read what the provider's instruments observe, through the cell (which follows any
-        # re-instrumenting, and is emptied at shutdown) rather than through an SDK collection.
+        # re-instrumenting) rather than through an SDK collection.
         reader.bind(cell_for(meter_provider))
         _current = Telemetry(True, clock, state, reader, service, tracer_provider, meter_provider, bool(tracing),
                              instrumented, exporters, prom_address, owned_tp, prom_server, otlp_exporters)
         return _current
+
+
+def _host_providers() -> Tuple[Optional[TracerProvider], Optional[MeterProvider]]:
+    """The global SDK providers someone else set (``opentelemetry-instrument``'s configurator, a host app)."""
+    tracer_provider = trace.get_tracer_provider()
+    meter_provider = metrics.get_meter_provider()
+    return (tracer_provider if isinstance(tracer_provider, TracerProvider) else None,
+            meter_provider if isinstance(meter_provider, MeterProvider) else None)
+
+
+def _host_resource(tracer_provider: Optional[TracerProvider], meter_provider: Optional[MeterProvider]):
+    """The resource the host's telemetry carries (None with no host provider)."""
+    if tracer_provider is not None:
+        return tracer_provider.resource
+    if meter_provider is not None:
+        return meter_provider_resource(meter_provider)
+    return None
+
+
+def _identity(resource: Any, name: str, instance_id: Optional[str], environment: str) -> Dict[str, Any]:
+    """The state file's service block: what the exported resource says (the arguments with telemetry off)."""
+    attrs = resource.attributes if resource is not None else {}
+    return {"name": attrs.get(sc.RESOURCE_SERVICE_NAME, name),
+            "instance_id": attrs.get(sc.RESOURCE_SERVICE_INSTANCE_ID, instance_id),
+            "environment": attrs.get(sc.RESOURCE_DEPLOYMENT_ENVIRONMENT, environment)}
 
 
 def _batch_processor(env: Settings, exporter) -> BatchSpanProcessor:
@@ -289,12 +326,12 @@ def current() -> Optional[Telemetry]:
 
 
 def _restore(t: Telemetry) -> None:
-    """Unpatch the engine and stop the instruments reporting ``t.state``."""
+    """Unpatch the engine. The instruments keep reporting ``t.state``: a host's provider still collects the run's
+    counts after this (its final export at exit included); our own provider is shut down by then."""
     if t.instrumented:
         inst = ExecutionInstrumentor()
         if inst.is_instrumented_by_opentelemetry:
             inst.uninstrument()
-    unbind_instruments(t.state)
 
 
 def shutdown(timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:

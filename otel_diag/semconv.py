@@ -54,7 +54,7 @@ METRIC_UNITS = {
     METRIC_EXIT_TRIGGERS: "{trigger}",
     METRIC_LAST_EVENT_TIME: "s",
     METRIC_POSITIONS_OPEN: "{position}",
-    METRIC_TP_SL_REGISTERED: "{entry}",
+    METRIC_TP_SL_REGISTERED: "{position}",  # open positions that have a TP/SL entry
     METRIC_TP_SL_MISSING: "{position}",
     METRIC_TP_SL_ORPHANED: "{entry}",
     METRIC_UNDERWATER_UNPROTECTED: "{position}",
@@ -86,6 +86,13 @@ LIVENESS_EVENTS = {
     "exit_scans": EVENT_EXIT_SCAN,
 }
 
-# -- resource ---------------------------------------------------------------------------
+# -- resource (semantic conventions: stable attribute names) -----------------------------
+RESOURCE_SERVICE_NAME = "service.name"
+RESOURCE_SERVICE_INSTANCE_ID = "service.instance.id"
+RESOURCE_DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"  # was deployment.environment before semconv 1.27
 DEFAULT_SERVICE_NAME = "executor"
+
+# -- instrumentation scope ------------------------------------------------------------------
 INSTRUMENTATION_NAME = "otel_diag"
+# The semantic-conventions version the names above follow; the tracer and the meter carry it.
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"

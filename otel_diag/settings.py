@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.resources import Resource
 
+from otel_diag import semconv as sc
 from otel_diag.redact import shown_value
 
 _logger = logging.getLogger("otel_diag")
@@ -135,10 +136,14 @@ def env_true(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() == "true"
 
 
-def resource(service_name: str, instance_id: str, environment: str, env: Mapping[str, str]) -> Resource:
-    """Our attributes, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` from ``env``."""
-    attrs: Dict[str, Any] = {"service.name": service_name, "service.instance.id": instance_id,
-                             "deployment.environment": environment}
+def resource(service_name: str, instance_id: Optional[str], environment: str, env: Mapping[str, str]) -> Resource:
+    """``Resource.create()`` of our attributes: the SDK's resource detectors (``service.instance.id``, any named by
+    ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS``) under them, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``
+    from ``env`` over them. With no ``instance_id`` the SDK's own applies (one per process, as every SDK
+    provider of the process has it)."""
+    attrs: Dict[str, Any] = {sc.RESOURCE_SERVICE_NAME: service_name, sc.RESOURCE_DEPLOYMENT_ENVIRONMENT: environment}
+    if instance_id:
+        attrs[sc.RESOURCE_SERVICE_INSTANCE_ID] = instance_id
     for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip():
@@ -146,12 +151,15 @@ def resource(service_name: str, instance_id: str, environment: str, env: Mapping
 
             attrs[key.strip()] = unquote(value.strip())
     if env.get("OTEL_SERVICE_NAME"):
-        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
-    from opentelemetry.sdk.version import __version__ as sdk_version
+        attrs[sc.RESOURCE_SERVICE_NAME] = env["OTEL_SERVICE_NAME"]
+    return Resource.create(attrs)
 
-    # Built from ``env`` alone (Resource.create would also read os.environ).
-    return Resource({"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
-                     "telemetry.sdk.version": sdk_version, **attrs})
+
+def disabled_instrumentation(env: Mapping[str, str], name: str) -> bool:
+    """Whether ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` lists entry point ``name`` (or ``*``), as
+    ``opentelemetry-instrument`` reads it."""
+    listed = {part.strip() for part in env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    return name in listed or "*" in listed
 
 
 def sampler(env: Mapping[str, str]):

@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -35,7 +36,6 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF as _ALWAYS_OFF
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_diag import semconv as sc
@@ -49,16 +49,6 @@ _OURS = "__otel_diag_wrapper__"  # set on every wrapper make_wrapper returns: te
 # wrapt 2 splits the proxy classes: FunctionWrapper derives from BaseObjectProxy, not ObjectProxy.
 _PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 _INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # the SDK then counts dropped spans too
-
-try:  # the two context keys is_instrumentation_enabled() reads: checked on the one context the wrapper reads anyway
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
-    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN as _SUPPRESS_KEY_PLAIN
-
-    def _suppressed(ctx: Any) -> bool:
-        return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_PLAIN))
-except ImportError:  # pragma: no cover - another opentelemetry-instrumentation layout
-    def _suppressed(ctx: Any) -> bool:
-        return not is_instrumentation_enabled()
 
 _MAX_CACHED_KEYS = 100_000  # keys remembered per family; the state's own cap bounds the series
 
@@ -139,7 +129,9 @@ def never_samples(tracer: Any) -> bool:
     the ambient context carries no non-recording span, so nothing there can propagate a
     ``sampled=0`` trace context (the engine reads no OpenTelemetry context; see DESIGN.md rule 1).
     """
-    if getattr(tracer, "sampler", None) is not _ALWAYS_OFF:
+    # The SDK is not imported for this: a tracer can only be an SDK tracer once the SDK is loaded.
+    sampling = sys.modules.get("opentelemetry.sdk.trace.sampling")
+    if sampling is None or getattr(tracer, "sampler", None) is not sampling.ALWAYS_OFF:
         return False
     return os.environ.get(_INTERNAL_METRICS_ENV, "").strip().lower() != "true"
 
@@ -179,7 +171,8 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
         b = holder.binding
-        if b is None:
+        # Suppressed (suppress_instrumentation(), e.g. inside an exporter): no span, no count, no stamp.
+        if b is None or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         tracer = b._span_tracer
         if tracer is None:  # metrics only (or a sampler that never samples): the cheap path
@@ -195,26 +188,20 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 except Exception:
                     _log.exception(record_key, "otel_diag: recording an event failed")
         try:
-            # One read of the current context serves the suppression check, the parent and the new context.
-            parent = otel_context.get_current()
-            span = None if _suppressed(parent) else tracer.start_span(span_name, context=parent,
-                                                                      kind=SpanKind.INTERNAL)
-            if span is not None:
-                token = otel_context.attach(trace.set_span_in_context(span, parent))
+            span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
+            token = otel_context.attach(trace.set_span_in_context(span))
         except Exception:
             _log.exception(span_key, "otel_diag: starting a span failed")
-            return wrapped(*args, **kwargs)
-        if span is None:  # instrumentation suppressed (e.g. inside an exporter)
             return wrapped(*args, **kwargs)
         result = _MISSING
         try:
             result = wrapped(*args, **kwargs)
             return result
-        except BaseException as exc:
+        except Exception as exc:  # as the API's use_span: Exceptions only, not SystemExit, KeyboardInterrupt, ...
             try:
                 if span.is_recording():
                     span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             except Exception:
                 _log.exception(error_key, "otel_diag: recording an exception failed")
             raise

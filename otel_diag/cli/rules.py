@@ -39,10 +39,8 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
-
 from execution.config import DEFAULT_CONFIG_PATH, LIVENESS_THRESHOLD_FIELDS, ConfigError, load_config
-from otel_diag import instruments, semconv
+from otel_diag import _internals, instruments, semconv
 
 DEFAULT_FOR = "1m"
 GROUP_LIVENESS = "otel-diag-liveness"
@@ -70,16 +68,10 @@ class RulesError(ValueError):
 def prometheus_name(metric_name: str) -> str:
     """The name opentelemetry-exporter-prometheus exposes for a semconv metric.
 
-    ``sanitize_full_name`` + ``_<map_unit(unit)>`` unless already a suffix, + ``_total``
-    for counters — as the exporter and prometheus_client build it.
+    The exporter's own spelling (:func:`otel_diag._internals.prometheus_metric_name`), with ``_total`` for counters.
     """
-    name = sanitize_full_name(metric_name)
-    unit = map_unit(semconv.METRIC_UNITS.get(metric_name, ""))
-    if metric_name in COUNTERS and name.endswith("_total"):
-        name = name[: -len("_total")]
-    if unit and not name.endswith("_" + unit):
-        name = f"{name}_{unit}"
-    return f"{name}_total" if metric_name in COUNTERS else name
+    return _internals.prometheus_metric_name(metric_name, semconv.METRIC_UNITS.get(metric_name, ""),
+                                             counter=metric_name in COUNTERS)
 
 
 def prometheus_names(metric_name: str) -> Tuple[str, ...]:
@@ -106,7 +98,7 @@ def selector(metric_name: str, **labels: str) -> str:
 
 def event_label() -> str:
     """The label of attribute ``trading.event`` (``trading_event``)."""
-    return sanitize_attribute(semconv.ATTR_EVENT)
+    return _internals.prometheus_label(semconv.ATTR_EVENT)
 
 
 # -- durations --------------------------------------------------------------------------

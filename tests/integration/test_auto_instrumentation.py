@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 
 from otel_diag import semconv as sc
 from otel_diag.targets import TARGETS
-from tests.fixtures.env import clean_env
+from tests.fixtures.env import LOOPBACK, clean_env, free_port
+from tests.fixtures.polling import wait_until
 
 CYCLES = 5
 ENGINE_MODULES = sorted({t.module for t in TARGETS})
@@ -75,23 +81,113 @@ def test_configure_when_engine_imported_before_or_after_then_engine_is_patched(t
     assert {sc.SPAN_EXECUTOR_CYCLE, sc.SPAN_SIGNAL_GENERATE, sc.SPAN_EXIT_SCAN} <= set(seen["spans"])
 
 
-def test_opentelemetry_instrument_when_console_exporter_then_cycles_printed_and_state_written(tmp_path, repo_root):
-    launcher = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
-    if not os.path.exists(launcher):
-        pytest.skip("opentelemetry-instrument is not installed beside this interpreter")
-    state_dir = tmp_path / "state"
-    env = {**clean_env(), "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none",
-           "OTEL_LOGS_EXPORTER": "none"}
+LAUNCHER = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+SERVICE = "executor-auto"
+AUTO_CYCLES = 40  # past the slow EMA's warm-up: signals, orders and fills happen
 
-    proc = subprocess.run([launcher, sys.executable, "-m", "execution", "--cycles", str(CYCLES),
-                           "--state-dir", str(state_dir)],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120, env=env)
+
+def _instrumented_run(tmp_path, repo_root, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``opentelemetry-instrument -- python -m execution …`` as the README gives it, with the distro's configurator
+    (``--`` ends the launcher's own options: without it, the launcher takes ``--config`` for an abbreviation of its
+    ``--configurator``)."""
+    assert os.path.exists(LAUNCHER), "opentelemetry-instrument is not installed: `make setup` installs the [auto] extra"
+    run_env = {**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": SERVICE, **env}
+    return subprocess.run([LAUNCHER, "--", sys.executable, "-m", "execution", "--state-dir", str(tmp_path / "state"), *args],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120, env=run_env)
+
+
+def _printed_objects(stdout: str) -> List[Dict[str, Any]]:
+    """Every JSON object the console exporters printed (each starts at the beginning of a line)."""
+    decoder = json.JSONDecoder()
+    found: List[Dict[str, Any]] = []
+    after = 0
+    for match in re.finditer(r"^\{", stdout, re.MULTILINE):
+        if match.start() < after:  # inside an object already read
+            continue
+        try:
+            obj, after = decoder.raw_decode(stdout, match.start())
+        except json.JSONDecodeError:
+            continue
+        found.append(obj)
+    return found
+
+
+def _points(exports: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
+    """The data points of metric ``name`` in the last console metrics export."""
+    last = exports[-1]
+    return [p for rm in last["resource_metrics"] for sm in rm["scope_metrics"] for m in sm["metrics"]
+            if m["name"] == name for p in m["data"]["data_points"]]
+
+
+def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_state_share_one_identity(
+        tmp_path, repo_root):
+    proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(AUTO_CYCLES), OTEL_TRACES_EXPORTER="console",
+                             OTEL_METRICS_EXPORTER="console", OTEL_METRIC_EXPORT_INTERVAL="600000")
 
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count(f'"name": "{sc.SPAN_EXECUTOR_CYCLE}"') == CYCLES
-    assert f'"name": "{sc.SPAN_EXIT_SCAN}"' in proc.stdout
-    assert f"bars: {CYCLES}" in proc.stdout
-    doc = json.loads((state_dir / "diagnostics.json").read_text())
-    assert doc["service"]["name"] == "executor"
-    assert doc["runtime_diagnostics"]["exit_pipeline"]["total_exit_scans"] == CYCLES
-    assert doc["runtime_diagnostics"]["liveness"]["last_trace_ids"]["exit_scans"]
+    printed = _printed_objects(proc.stdout)
+    spans = [o for o in printed if "context" in o and "name" in o]
+    exports = [o for o in printed if "resource_metrics" in o]
+    assert sum(s["name"] == sc.SPAN_EXECUTOR_CYCLE for s in spans) == AUTO_CYCLES
+    assert exports, "the distro's metrics exporter printed nothing at exit"
+    doc = json.loads((tmp_path / "state" / "diagnostics.json").read_text())
+    # The final export at process exit, after otel_diag.shutdown(), still carries the run's totals.
+    assert [p["value"] for p in _points(exports, sc.METRIC_EXIT_SCANS)] == [AUTO_CYCLES]
+    signals = sum(p["value"] for p in _points(exports, sc.METRIC_SIGNALS))
+    assert signals == doc["runtime_diagnostics"]["veto_counters"]["total_signals"] > 0
+    # One identity: traces, metrics and diagnostics.json.
+    identities = {(s["resource"]["attributes"]["service.name"], s["resource"]["attributes"]["service.instance.id"])
+                  for s in spans}
+    identities |= {(rm["resource"]["attributes"]["service.name"], rm["resource"]["attributes"]["service.instance.id"])
+                   for e in exports for rm in e["resource_metrics"]}
+    assert identities == {(doc["service"]["name"], doc["service"]["instance_id"])}
+    assert doc["service"]["name"] == SERVICE
+    assert doc["runtime_diagnostics"]["exit_pipeline"]["total_exit_scans"] == AUTO_CYCLES
+    assert doc["runtime_diagnostics"]["liveness"]["last_trace_ids"]["exit_scans"] in {
+        s["context"]["trace_id"].removeprefix("0x") for s in spans}
+
+
+def test_opentelemetry_instrument_when_prometheus_exporter_and_configured_port_then_one_endpoint_serves(
+        tmp_path, repo_root):
+    port = free_port()
+    config = json.loads((Path(repo_root) / "config" / "strategy_config.json").read_text())
+    config["telemetry"]["prometheus_port"] = port  # the same port the host's exporter takes
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    scrapes: List[str] = []
+
+    def scrape() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as response:
+                scrapes.append(response.read().decode())
+        except OSError:
+            return False
+        return "trading_exit_scans_total" in scrapes[-1]
+
+    proc = subprocess.Popen([LAUNCHER, "--", sys.executable, "-m", "execution", "--state-dir", str(tmp_path / "state"),
+                             "--config", str(config_path), "--pace", "realtime", "--bar-interval", "0.05",
+                             "--cycles", "400"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none",
+                                            "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_SERVICE_NAME": SERVICE,
+                                            "OTEL_EXPORTER_PROMETHEUS_HOST": LOOPBACK,
+                                            "OTEL_EXPORTER_PROMETHEUS_PORT": str(port)})
+    try:
+        seen = wait_until(scrape, 60, interval=0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+
+    assert seen, f"no trading metrics at the host's endpoint; stderr: {stderr[-2000:]}"
+    assert proc.returncode == 0, stderr
+    assert "Address already in use" not in stderr and "prometheus_port" not in stderr
+    assert f'service_name="{SERVICE}"' in scrapes[-1] or f'job="{SERVICE}"' in scrapes[-1]
+
+
+def test_opentelemetry_instrument_when_execution_disabled_then_engine_not_patched(tmp_path, repo_root):
+    proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(CYCLES), OTEL_TRACES_EXPORTER="console",
+                             OTEL_METRICS_EXPORTER="none", OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="execution")
+
+    assert proc.returncode == 0, proc.stderr
+    assert sc.SPAN_EXECUTOR_CYCLE not in proc.stdout and f"bars: {CYCLES}" in proc.stdout
+    doc = json.loads((tmp_path / "state" / "diagnostics.json").read_text())
+    assert doc["runtime_diagnostics"]["exit_pipeline"]["total_exit_scans"] == 0

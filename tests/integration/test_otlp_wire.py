@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ COUNTERS = (sc.METRIC_SIGNALS, sc.METRIC_ORDERS, sc.METRIC_VETOES, sc.METRIC_ROU
             sc.METRIC_EXIT_SCANS, sc.METRIC_EXIT_TRIGGERS)
 EXIT_GAUGES = (sc.METRIC_POSITIONS_OPEN, sc.METRIC_TP_SL_REGISTERED, sc.METRIC_TP_SL_MISSING,
                sc.METRIC_TP_SL_ORPHANED, sc.METRIC_UNDERWATER_UNPROTECTED, sc.METRIC_TP_SL_COVERAGE)
+CURRENT_COUNTS = tuple(name for name in EXIT_GAUGES if name != sc.METRIC_TP_SL_COVERAGE)  # UpDownCounters
 
 PointKey = Tuple[str, Tuple[Tuple[str, Any], ...]]
 
@@ -73,7 +75,7 @@ def _executor(tmp: Path, rx: OtlpHttpReceiver, *args: str, **env: str) -> WireRu
         OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_SERVICE_NAME=SERVICE_NAME,
-        OTEL_RESOURCE_ATTRIBUTES=f"deployment.environment={ENVIRONMENT}",
+        OTEL_RESOURCE_ATTRIBUTES=f"deployment.environment.name={ENVIRONMENT}",
         **env,
     )
     cmd = [sys.executable, "-m", "execution", "--config", str(CONFIG), "--state-dir", str(state_dir), *args]
@@ -186,11 +188,11 @@ def test_otlp_when_env_names_service_then_resource_carries_it(wire, memory):
     assert len(resources) == 1, "every span and point comes from one resource"
     resource = dict(next(iter(resources)))
     assert resource["service.name"] == SERVICE_NAME  # OTEL_SERVICE_NAME
-    assert resource["deployment.environment"] == ENVIRONMENT  # OTEL_RESOURCE_ATTRIBUTES wins over the config
-    assert f"-{wire.pid}-" in resource["service.instance.id"]  # host-pid-random: this very process
+    assert resource["deployment.environment.name"] == ENVIRONMENT  # OTEL_RESOURCE_ATTRIBUTES wins over the config
+    assert uuid.UUID(resource["service.instance.id"]).version == 4  # the SDK's detector: one per process
     assert resource["telemetry.sdk.name"] == "opentelemetry"
     in_memory = dict(memory.spans[0].resource.attributes)
-    assert in_memory["service.name"] == sc.DEFAULT_SERVICE_NAME and in_memory["deployment.environment"] == "paper"
+    assert in_memory["service.name"] == sc.DEFAULT_SERVICE_NAME and in_memory["deployment.environment.name"] == "paper"
     assert set(in_memory) == set(resource), "the same resource keys, whichever the path"
 
 
@@ -309,6 +311,8 @@ def test_otlp_metrics_when_exported_then_kinds_units_and_temporality_are_right(w
         assert p.unit == sc.METRIC_UNITS[p.name], p.name
         if p.name in COUNTERS:
             assert (p.kind, p.monotonic, p.temporality) == ("sum", True, 2), f"{p.name}: a cumulative monotonic sum"
+        elif p.name in CURRENT_COUNTS:
+            assert (p.kind, p.monotonic, p.temporality) == ("sum", False, 2), f"{p.name}: a cumulative up-down sum"
         else:
             assert p.kind == "gauge", p.name
 

@@ -44,3 +44,31 @@ def test_package_when_a_name_is_used_then_it_is_the_defining_modules_object():
     done = subprocess.run([sys.executable, "-c", "import otel_diag; otel_diag.no_such_name"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert "has no attribute 'no_such_name'" in done.stderr
+
+
+def test_instrumentor_when_imported_then_no_sdk_exporter_or_product_tool_loaded():
+    """Like a contrib instrumentation: the API and opentelemetry-instrumentation only (the host brings the SDK)."""
+    loaded = _modules_loaded_by("import otel_diag.instrumentor",
+                                ("opentelemetry.sdk", "opentelemetry.exporter", "prometheus_client", "jsonschema",
+                                 "rich", "streamlit", "altair", "execution"))
+    assert loaded == []
+
+
+def test_distribution_when_installed_then_core_is_the_instrumentation_and_the_panel_an_extra():
+    from importlib.metadata import entry_points, requires
+
+    from packaging.requirements import Requirement
+
+    from otel_diag.package import ENTRY_POINT_NAME
+
+    core, extras = set(), {}
+    for line in requires("otel-diag"):
+        req = Requirement(line)
+        extra = next((e for e in ("dashboard", "auto", "dev") if req.marker and req.marker.evaluate({"extra": e})), None)
+        (extras.setdefault(extra, set()) if extra else core).add(req.name.lower())
+    assert {"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp", "opentelemetry-exporter-prometheus",
+            "opentelemetry-instrumentation", "wrapt"} <= core
+    assert not core & {"streamlit", "altair", "playwright", "opentelemetry-distro"}
+    assert {"streamlit", "altair"} <= extras["dashboard"] and "opentelemetry-distro" in extras["auto"]
+    (point,) = [p for p in entry_points(group="opentelemetry_instrumentor") if p.value.startswith("otel_diag.")]
+    assert point.name == ENTRY_POINT_NAME and point.load().__name__ == "ExecutionInstrumentor"

@@ -137,20 +137,23 @@ def test_instrument_when_patched_then_signatures_names_and_docs_are_the_engines(
         assert (fn.__name__, fn.__qualname__, fn.__doc__) == (original.__name__, original.__qualname__, original.__doc__)
 
 
-def test_uninstrument_when_done_then_nothing_left_behind(originals, providers):
+def test_uninstrument_when_done_then_engine_restored_and_counted_totals_still_reported(originals, providers):
     inst = instrument(providers)
     _, _, reader, _ = providers
     inst.binding.state.stamp(sc.EVENT_SIGNAL)
+    stamped = inst.binding.state.last_event_times()[sc.EVENT_SIGNAL]
     assert ACTIVE.binding is inst.binding
 
     inst.uninstrument()
 
     assert ACTIVE.binding is None
     assert not inst.is_instrumented_by_opentelemetry
+    assert engine_functions() == originals
     data = reader.get_metrics_data()
-    names = {m.name for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics
-             if m.data.data_points}
-    assert not names & set(sc.METRIC_UNITS), "the instruments stop reporting once uninstrumented"
+    last = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == sc.METRIC_LAST_EVENT_TIME for p in m.data.data_points]
+    # As a contrib instrumentation's counters keep their totals: a reader collecting later still sees them.
+    assert [(p.attributes[sc.ATTR_EVENT], p.value) for p in last] == [(sc.EVENT_SIGNAL, stamped)]
 
 
 def test_instrument_when_instrumented_then_each_engine_call_is_a_span(originals, providers):

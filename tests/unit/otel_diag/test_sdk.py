@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_diag
 from otel_diag import semconv as sc
 from otel_diag.instrumentor import ExecutionInstrumentor, import_engine
+from tests.fixtures.env import clean_env
 
 T0 = 1_767_571_200.0
 OTEL_VARS = ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER",
@@ -52,21 +55,29 @@ def test_configure_when_defaults_then_resource_names_service_instance_and_enviro
 
     assert resource["service.name"] == "executor"
     assert resource["service.instance.id"] and resource["service.instance.id"] == telemetry.service["instance_id"]
-    assert resource["deployment.environment"] == "paper"
+    assert resource["deployment.environment.name"] == "paper" and "deployment.environment" not in resource
     assert telemetry.service == {"name": "executor", "instance_id": resource["service.instance.id"],
                                  "environment": "paper"}
 
 
-def test_configure_when_two_processes_then_instance_ids_differ(exporter):
+def test_configure_when_one_process_then_instance_id_is_the_sdks_and_two_processes_differ(repo_root):
+    from opentelemetry.sdk.resources import Resource
+
+    probe = "import otel_diag; print(otel_diag.configure(env={}).service['instance_id'])"
+    others = [subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True,
+                             timeout=60, env=clean_env(), check=True).stdout.strip() for _ in range(2)]
+
     first = otel_diag.configure(env={}).service["instance_id"]
     second = otel_diag.configure(env={}).service["instance_id"]
 
-    assert first != second
+    # One per process, as every SDK provider of the process has it (the SDK's service.instance.id detector).
+    assert first == second == Resource.create().attributes["service.instance.id"]
+    assert len({first, *others}) == 3 and all(others)
 
 
 def test_configure_when_otel_service_name_set_then_it_overrides_the_code(exporter, monkeypatch):
     monkeypatch.setenv("OTEL_SERVICE_NAME", "executor-b")
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging,team=risk")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging,team=risk")
 
     telemetry = otel_diag.configure(service_name="from-code", service_instance_id="exec-1",
                                     span_processors=[SimpleSpanProcessor(exporter)])
@@ -75,7 +86,7 @@ def test_configure_when_otel_service_name_set_then_it_overrides_the_code(exporte
     assert telemetry.service["name"] == "executor-b"
     assert resource["service.name"] == "executor-b"
     assert resource["service.instance.id"] == "exec-1"
-    assert resource["deployment.environment"] == "staging"
+    assert resource["deployment.environment.name"] == "staging"
     assert resource["team"] == "risk"
 
 

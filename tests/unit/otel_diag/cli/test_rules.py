@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_diag import semconv
 from otel_diag.cli import rules
+from otel_diag.instruments import StateCell, register_instruments
+from otel_diag.state import EventState, ExitGauges
 
 CONFIG = str(Path(__file__).resolve().parents[4] / "config" / "strategy_config.json")
 LIVENESS_ALERTS = {
@@ -202,25 +203,22 @@ def test_prometheus_name_when_semconv_metrics_then_expected_spellings():
 
 @pytest.fixture
 def exposition():
-    """Every semconv metric registered on a real PrometheusMetricReader, as /metrics would serve it."""
+    """The real ``trading.*`` instruments (``register_instruments``) on a real PrometheusMetricReader, each with
+    a point, as /metrics would serve them."""
     registry = CollectorRegistry()
     reader = PrometheusMetricReader(registry=registry)
     provider = MeterProvider(
         metric_readers=[reader],
         resource=Resource.create({"service.name": "executor", "service.instance.id": "test-1"}),
     )
-    meter = provider.get_meter(semconv.INSTRUMENTATION_NAME, "0.1.0")
-
-    def observe(attributes):
-        return lambda options: [Observation(1, attributes)]
-
-    for metric, unit in semconv.METRIC_UNITS.items():
-        if metric in rules.COUNTERS:
-            meter.create_observable_counter(metric, [observe({semconv.ATTR_SYMBOL: "BTCUSDT"})], unit=unit)
-        elif metric == semconv.METRIC_LAST_EVENT_TIME:
-            meter.create_observable_gauge(metric, [observe({semconv.ATTR_EVENT: semconv.EVENT_ROUTER})], unit=unit)
-        else:
-            meter.create_observable_gauge(metric, [observe({})], unit=unit)
+    meter = provider.get_meter(semconv.INSTRUMENTATION_NAME, "0.1.0", schema_url=semconv.SCHEMA_URL)
+    state = EventState(lambda: 1_767_571_200.0)
+    for metric in rules.COUNTERS:
+        state.series(metric, {semconv.ATTR_SYMBOL: "BTCUSDT"}).value = 1
+    state.stamp(semconv.EVENT_ROUTER)
+    state.set_exit_gauges(ExitGauges(open_positions=2, tp_sl_registered=1, tp_sl_orphaned=1, coverage=0.5,
+                                     missing=(("ETHUSDT", "long"),), underwater_unprotected=(("ETHUSDT", "long"),)))
+    register_instruments(meter, StateCell(state))
     try:
         yield generate_latest(registry).decode()
     finally:
@@ -260,3 +258,6 @@ def test_real_exporter_when_resource_set_then_target_info_carries_it(exposition)
     assert target["service_instance_id"] == "test-1"
     assert "# TYPE trading_last_event_time_seconds gauge" in exposition
     assert "# TYPE trading_signals_total counter" in exposition
+    # Counts of current things are UpDownCounters: a gauge to Prometheus, under the same name as before.
+    assert "# TYPE trading_positions_open gauge" in exposition and "trading_positions_open{" in exposition
+    assert f'otel_scope_schema_url="{semconv.SCHEMA_URL}"' in exposition
