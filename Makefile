@@ -43,17 +43,18 @@ $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dashboard,auto,dev]'
 	@touch $@
 
-# Services the tests start for real: Debian's prometheus (with promtool) and chromium (emoji font for the panel).
-$(STAMPS)/system-deps:
+# Services the tests start for real: Debian's prometheus (with promtool), prometheus-alertmanager (with amtool)
+# and chromium (emoji font for the panel).
+$(STAMPS)/system-deps: Makefile
 	@mkdir -p $(STAMPS)
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; then \
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null && command -v chromium >/dev/null && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; then \
 	  echo "system packages present"; \
 	else \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core fonts-noto-color-emoji >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium fonts-dejavu-core fonts-noto-color-emoji >/dev/null; \
 	fi
 	@touch $@
 

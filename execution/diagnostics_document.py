@@ -367,7 +367,7 @@ def item(kind: Any, default: Any, doc: str = "", *, required: bool = False, enum
 class ServiceInfo:
     name: str = item(TEXT, "executor", "service.name resource attribute", required=True)
     instance_id: Optional[str] = item(OPT_TEXT, None, "service.instance.id")
-    environment: Optional[str] = item(OPT_TEXT, None, "deployment.environment")
+    environment: Optional[str] = item(OPT_TEXT, None, "deployment.environment.name")
     scenario: Optional[str] = item(OPT_TEXT, None, "healthy, router_stall, signal_starvation, tp_sl_gap, exit_stall")
     pace: Optional[str] = item(OPT_TEXT, None, enum=["replay", "realtime", None])
     seed: Optional[int] = item(OPT_INT, None)

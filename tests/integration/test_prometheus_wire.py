@@ -8,23 +8,18 @@ realtime pace must page for the router and not for the signals, which keep flowi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
-import yaml
 
-from tests.fixtures.env import LOOPBACK, clean_env, free_port
+from tests.fixtures.env import LOOPBACK, free_port
 from tests.fixtures.polling import wait_until
-from tests.integration.wire_helpers import PrometheusServer, prometheus_binary, stop_process
+from tests.fixtures.prometheus import active, generate_rules, realtime_executor, require_binary, small_threshold_config
+from tests.integration.wire_helpers import PrometheusServer, stop_process
 
 pytestmark = pytest.mark.prometheus
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "config" / "strategy_config.json"
 THRESHOLDS = {  # seconds: small enough for a test, large enough for a busy machine
     "max_idle_signals_seconds": 3,
     "max_idle_orders_seconds": 3,
@@ -42,38 +37,13 @@ ROUTER_ALERT, SIGNAL_ALERT = "TradingIdleRouter", "TradingIdleSignals"
 
 @pytest.fixture(scope="module")
 def prometheus() -> str:
-    path = prometheus_binary()
-    if path is None:
-        pytest.fail("prometheus is not installed: `make setup` installs Debian's prometheus package")
-    return path
-
-
-def _small_threshold_config(tmp: Path, port: int) -> Path:
-    cfg = json.loads(CONFIG.read_text(encoding="utf-8"))
-    cfg["telemetry"]["prometheus_port"] = port
-    cfg["telemetry"]["prometheus_host"] = LOOPBACK
-    cfg["diagnostics"]["liveness"].update(enabled=True, **THRESHOLDS)
-    path = tmp / "strategy_config.json"
-    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    return path
-
-
-def _generate_rules(config: Path, out: Path) -> Dict[str, Dict[str, Any]]:
-    result = subprocess.run([sys.executable, "-m", "otel_diag", "rules", "--config", str(config), "--for", "0s",
-                             "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, f"otel-diag rules failed:\n{result.stdout}{result.stderr}"
-    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
-    return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
-
-
-def _active(alerts: List[Dict[str, Any]], name: str, state: str = "") -> List[Dict[str, Any]]:
-    return [a for a in alerts if a["labels"].get("alertname") == name and (not state or a["state"] == state)]
+    return require_binary("prometheus", "Debian's prometheus package")
 
 
 def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_does_not(tmp_path, prometheus):
     exporter_port = free_port()
-    config = _small_threshold_config(tmp_path, exporter_port)
-    rules = _generate_rules(config, tmp_path / "liveness_rules.yml")
+    config = small_threshold_config(tmp_path, exporter_port, THRESHOLDS)
+    rules = generate_rules(config, tmp_path / "liveness_rules.yml")
     assert 'trading_event="router"} > 3' in rules[ROUTER_ALERT]["expr"]
     assert 'trading_event="signal"} > 3' in rules[SIGNAL_ALERT]["expr"]
 
@@ -88,12 +58,8 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
         loaded = {r["name"] for g in prom.api("rules")["groups"] for r in g["rules"]}
         assert {ROUTER_ALERT, SIGNAL_ALERT} <= loaded, f"Prometheus did not load the rules: {sorted(loaded)}"
 
-        with open(executor_log, "wb") as log:
-            executor = subprocess.Popen(
-                [sys.executable, "-m", "execution", "--config", str(config), "--state-dir", str(tmp_path / "state"),
-                 "--scenario", "router_stall", "--fault-at", str(FAULT_AT), "--pace", "realtime",
-                 "--bar-interval", str(BAR_INTERVAL), "--cycles", str(CYCLES)],
-                cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+        executor = realtime_executor(config, tmp_path / "state", executor_log, scenario="router_stall",
+                                     fault_at=FAULT_AT, bar_interval=BAR_INTERVAL, cycles=CYCLES)
 
         def observe() -> List[Dict[str, Any]]:
             if executor.poll() is not None:
@@ -106,7 +72,7 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
         up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
         assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
 
-        firing = wait_until(lambda: _active(observe(), ROUTER_ALERT, "firing"), ALERT_TIMEOUT_S, 0.5)
+        firing = wait_until(lambda: active(observe(), ROUTER_ALERT, "firing"), ALERT_TIMEOUT_S, 0.5)
         assert firing, (f"{ROUTER_ALERT} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
                         f"{prom.query('time() - trading_last_event_time_seconds')}")
         deadline = time.monotonic() + OBSERVE_AFTER_FIRING_S
@@ -124,7 +90,7 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
         # Before the executor served its first scrape, absent() made the *Missing alerts pending (by design);
         # once the series exist they must clear.
         for name in ("TradingSignalsMissing", "TradingRouterMissing"):
-            assert not _active(final, name), f"{name} still active although the series is scraped: {_active(final, name)}"
+            assert not active(final, name), f"{name} still active although the series is scraped: {active(final, name)}"
         idle = {r["metric"]["trading_event"]: float(r["value"][1])
                 for r in prom.query(f'time() - trading_last_event_time_seconds{{instance="{target}"}}')}
         assert idle["router"] > THRESHOLDS["max_idle_router_events_seconds"]

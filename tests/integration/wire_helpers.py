@@ -32,7 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -147,18 +147,14 @@ class Received:
     at: float = field(default_factory=time.monotonic)
 
 
-class OtlpHttpReceiver:
-    """A minimal OTLP/HTTP (protobuf) receiver on 127.0.0.1: records and decodes what it is sent.
+class PostReceiver:
+    """An HTTP server on 127.0.0.1 (a free port by default) handing every POST body to ``_handle``, in a thread."""
 
-    ``status`` is the HTTP status it answers with (200 like a healthy Collector).
-    Bodies that fail to decode are answered 400 and kept in ``errors``.
-    """
+    thread_name = "post-receiver"
 
-    def __init__(self, host: str = LOOPBACK, port: int = 0, status: int = 200) -> None:
+    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
         if host != LOOPBACK:
             raise ValueError("the test receiver binds 127.0.0.1 only")
-        self.status = status
-        self.requests: List[Received] = []
         self.errors: List[str] = []
         self._lock = threading.Lock()
         receiver = self
@@ -178,34 +174,94 @@ class OtlpHttpReceiver:
         self._server.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
 
-    # -- lifecycle ------------------------------------------------------------------
     @property
     def address(self) -> Tuple[str, int]:
         return self._server.server_address[:2]
+
+    def start(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:  # shutdown() waits for serve_forever(), which never ran otherwise
+            self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _reply(handler: BaseHTTPRequestHandler, status: int, payload: bytes, content_type: str) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+
+class WebhookReceiver(PostReceiver):
+    """Records every JSON body POSTed to it: Alertmanager's webhook notifications."""
+
+    thread_name = "webhook-receiver"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payloads: List[Dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}/"
+
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except ValueError as exc:
+            with self._lock:
+                self.errors.append(f"{handler.path}: {exc!r}: {body[:200]!r}")
+        else:
+            with self._lock:
+                self.payloads.append(payload)
+        self._reply(handler, 200, b"", "text/plain")
+
+    def alerts(self) -> List[Dict[str, Any]]:
+        """Every alert of every notification so far, each with the notification's ``receiver`` added."""
+        with self._lock:
+            return [dict(a, receiver=p.get("receiver")) for p in self.payloads for a in p.get("alerts", [])]
+
+    def delivered(self, status: str = "firing") -> Set[str]:
+        return {a["labels"].get("alertname") for a in self.alerts() if a.get("status") == status}
+
+
+class OtlpHttpReceiver(PostReceiver):
+    """A minimal OTLP/HTTP (protobuf) receiver on 127.0.0.1: records and decodes what it is sent.
+
+    ``status`` is the HTTP status it answers with (200 like a healthy Collector).
+    Bodies that fail to decode are answered 400 and kept in ``errors``.
+    """
+
+    thread_name = "otlp-receiver"
+
+    def __init__(self, host: str = LOOPBACK, port: int = 0, status: int = 200) -> None:
+        super().__init__(host, port)
+        self.status = status
+        self.requests: List[Received] = []
 
     @property
     def endpoint(self) -> str:
         """The base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporter appends ``/v1/<signal>``)."""
         host, port = self.address
         return f"http://{host}:{port}"
-
-    def start(self) -> "OtlpHttpReceiver":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="otlp-receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def __enter__(self) -> "OtlpHttpReceiver":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # -- handling -------------------------------------------------------------------
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -228,14 +284,6 @@ class OtlpHttpReceiver:
         with self._lock:
             self.requests.append(Received(path, {k.lower(): v for k, v in handler.headers.items()}, len(body), message))
         self._reply(handler, self.status, response_type().SerializeToString(), "application/x-protobuf")
-
-    @staticmethod
-    def _reply(handler: BaseHTTPRequestHandler, status: int, payload: bytes, content_type: str) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
 
     # -- what arrived ---------------------------------------------------------------
     def received(self, path: str) -> List[Received]:
@@ -262,47 +310,39 @@ def prometheus_binary() -> Optional[str]:
     return shutil.which("prometheus")
 
 
-class PrometheusServer:
-    """A real Prometheus on 127.0.0.1 scraping ``targets``, evaluating ``rule_files``; data in ``workdir``."""
+class ServerProcess:
+    """A real server binary on 127.0.0.1 with its config and data in ``workdir``: started, checked ready at
+    ``/-/ready``, stopped; its output in ``<name>.log``."""
 
-    def __init__(self, workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (),
-                 scrape_interval: str = "1s", evaluation_interval: str = "1s", job: str = "executor",
-                 binary: Optional[str] = None, port: Optional[int] = None) -> None:
+    name = "server"
+
+    def __init__(self, workdir: Path, binary: str, port: Optional[int] = None) -> None:
         self.workdir = Path(workdir)
-        self.binary = binary or prometheus_binary()
-        if self.binary is None:
-            raise FileNotFoundError("prometheus is not installed: `make setup` installs Debian's prometheus package")
-        for t in targets:
-            if not t.startswith(f"{LOOPBACK}:"):
-                raise ValueError(f"scrape targets must be on {LOOPBACK}, got {t!r}")
-        self.port = port or free_port()
-        self.config_path = self.workdir / "prometheus.yml"
-        self.log_path = self.workdir / "prometheus.log"
-        config = {
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
-                       "scrape_timeout": scrape_interval},
-            "rule_files": [str(Path(p).resolve()) for p in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
-        }
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+        self.binary = binary
+        self.port = port or free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
         self.proc: Optional[subprocess.Popen] = None
         self._log = None
 
     @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
 
-    def start(self, ready_timeout: float = 30.0) -> "PrometheusServer":
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def command(self) -> List[str]:
+        raise NotImplementedError
+
+    def start(self, ready_timeout: float = 30.0):
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address={LOOPBACK}:{self.port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
 
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
                     return r.status == 200
@@ -311,7 +351,7 @@ class PrometheusServer:
 
         if not wait_until(ready, ready_timeout, 0.2):
             self.stop()
-            raise TimeoutError(f"prometheus not ready within {ready_timeout:.0f} s:\n{self.log()}")
+            raise TimeoutError(f"{self.name} not ready within {ready_timeout:.0f} s:\n{self.log()}")
         return self
 
     def stop(self) -> None:
@@ -320,7 +360,7 @@ class PrometheusServer:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> "PrometheusServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -331,6 +371,39 @@ class PrometheusServer:
             return self.log_path.read_text(encoding="utf-8", errors="replace")[-tail:]
         except OSError:
             return ""
+
+
+class PrometheusServer(ServerProcess):
+    """A real Prometheus on 127.0.0.1 scraping ``targets``, evaluating ``rule_files``, sending alerts to
+    ``alertmanagers`` (addresses); data in ``workdir``."""
+
+    name = "prometheus"
+
+    def __init__(self, workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (),
+                 scrape_interval: str = "1s", evaluation_interval: str = "1s", job: str = "executor",
+                 binary: Optional[str] = None, port: Optional[int] = None,
+                 alertmanagers: Sequence[str] = ()) -> None:
+        binary = binary or prometheus_binary()
+        if binary is None:
+            raise FileNotFoundError("prometheus is not installed: `make setup` installs Debian's prometheus package")
+        for t in [*targets, *alertmanagers]:
+            if not t.startswith(f"{LOOPBACK}:"):
+                raise ValueError(f"scrape targets and alertmanagers must be on {LOOPBACK}, got {t!r}")
+        super().__init__(workdir, binary, port)
+        self.config_path = self.workdir / "prometheus.yml"
+        config: Dict[str, Any] = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
+                       "scrape_timeout": scrape_interval},
+            "rule_files": [str(Path(p).resolve()) for p in rule_files],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
+        }
+        if alertmanagers:  # as collector/prometheus/prometheus.yml has it
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+        self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+
+    def command(self) -> List[str]:
+        return [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.address}", "--storage.tsdb.retention.time=1h", "--log.level=info"]
 
     # -- HTTP API ---------------------------------------------------------------------
     def api(self, path: str, params: Optional[Mapping[str, str]] = None, timeout: float = 5.0) -> Any:
@@ -352,6 +425,26 @@ class PrometheusServer:
 
     def targets(self) -> List[Dict[str, Any]]:
         return self.api("targets")["activeTargets"]
+
+
+class AlertmanagerServer(ServerProcess):
+    """Debian's prometheus-alertmanager on 127.0.0.1 with ``config`` (a dict); gossip off, data in ``workdir``."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, config: Mapping[str, Any], binary: str) -> None:
+        super().__init__(workdir, binary)
+        self.config_path = self.workdir / "alertmanager.yml"
+        self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+
+    def command(self) -> List[str]:
+        return [self.binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.address}", "--cluster.listen-address=", "--log.level=debug"]
+
+    def alerts(self) -> List[Dict[str, Any]]:
+        """GET /api/v2/alerts: what Alertmanager holds (Prometheus sent it and it has not resolved)."""
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as r:
+            return json.loads(r.read().decode("utf-8"))
 
 
 def stop_process(proc: Optional[subprocess.Popen], timeout: float = 10.0) -> Optional[int]:
