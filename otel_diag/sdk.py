@@ -15,6 +15,9 @@ The OTel environment variables are honoured: ``OTEL_SDK_DISABLED``; ``OTEL_EXPOR
 (``otlp``, ``console``, ``prometheus``, ``none``), ``OTEL_TRACES_SAMPLER``, ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_EXPORTER_PROMETHEUS_HOST/PORT``.
 With no endpoint configured nothing is exported and tracing is off (metrics stay in-process).
+When a host (``opentelemetry-instrument``'s distro, or an application) already set SDK providers, they are
+used and nothing of that signal is built or exported here; ``shutdown()`` never touches them
+(docs/opentelemetry.md).
 
 A bad setting never stops the application: it is one warning line naming it (a header value never shown,
 a URL without its credentials), then its default, or that part of telemetry off. :mod:`otel_diag.settings`

@@ -18,7 +18,11 @@ Either way the wrapper
 
 - calls ``wrapped(*args, **kwargs)`` and returns or raises exactly what it does;
 - on the hot path updates only plain in-process state (:class:`~otel_diag.state.EventState`);
-- opens a span only when tracing is on, and does attribute work only if the span records;
+- records nothing at all — no span, count or stamp — inside ``suppress_instrumentation()`` (checked with
+  the public ``is_instrumentation_enabled()``);
+- opens a span only when tracing is on, and does attribute work only if the span records; an ``Exception``
+  from the call sets the span's status to ERROR ``"<Type>: <message>"`` with an exception event, as the
+  API's ``use_span`` does (``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit`` end it unmarked);
 - catches, logs (rate-limited) and drops any error of its own.
 """
 from __future__ import annotations

@@ -117,6 +117,7 @@ def test_traced_event_when_function_raises_then_same_exception_and_error_span(te
     assert raised.value is error
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "Boom: venue down"  # the API's own format (use_span)
     assert [e.name for e in span.events] == ["exception"]
     assert trace.get_current_span() is trace.INVALID_SPAN  # context detached on the error path too
     assert telemetry.snapshot().last_event_times == {sc.EVENT_ROUTER: T0}  # the attempt is still an event
@@ -165,13 +166,36 @@ def test_traced_event_when_attributes_callback_raises_then_result_untouched_and_
     assert (errors.errors, errors.suppressed) == (3, 2)
 
 
-def test_traced_event_when_instrumentation_suppressed_then_no_span(telemetry, exporter):
-    decorated = traced_event("my.router.place")(place)
+@pytest.mark.parametrize("tracing", [True, False], ids=["tracing", "metrics-only"])
+def test_traced_event_when_instrumentation_suppressed_then_no_span_no_count_no_stamp(exporter, tracing):
+    telemetry = otel_diag.configure(clock=lambda: T0, span_processors=[SimpleSpanProcessor(exporter)],
+                                    tracing=tracing, env={})
+    decorated = traced_event("my.router.place", event=sc.EVENT_ROUTER, counter=sc.METRIC_ROUTER_EVENTS)(place)
 
     with suppress_instrumentation():
         assert decorated("BTCUSDT", 1.0) == place("BTCUSDT", 1.0)
 
     assert exporter.get_finished_spans() == ()
+    assert telemetry.state.counter_points(sc.METRIC_ROUTER_EVENTS) == []
+    assert telemetry.state.last_event_times() == {}
+    decorated("BTCUSDT", 2.0)  # outside: recorded as usual
+    assert telemetry.state.counter_points(sc.METRIC_ROUTER_EVENTS) == [(1, {})]
+    assert len(exporter.get_finished_spans()) == (1 if tracing else 0)
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()],
+                         ids=lambda e: type(e).__name__)
+def test_traced_event_when_base_exception_then_span_ends_without_error_or_exception_event(telemetry, exporter, exc):
+    @traced_event("my.router.place", event=sc.EVENT_ROUTER)
+    def stop():
+        raise exc
+
+    with pytest.raises(type(exc)) as raised:
+        stop()
+
+    assert raised.value is exc
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code == StatusCode.UNSET and span.events == ()
 
 
 def test_traced_event_when_shut_down_then_plain_call_and_nothing_recorded(telemetry, exporter):
