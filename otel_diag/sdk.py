@@ -179,26 +179,14 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         resource = _host_resource(host_tp, host_mp) or settings.resource(
             name, service_instance_id, deployment_environment, env)
         service = _identity(resource, name, service_instance_id, deployment_environment)
-        exporters: List[str] = []
         auto = ExecutionInstrumentor()
         if auto.is_instrumented_by_opentelemetry:
             auto.uninstrument()  # instrumented by opentelemetry-instrument: re-bind to this set-up
 
+        built = _Exports()
         processors: List[SpanProcessor] = list(span_processors)
-        otlp_exporters: List[Any] = []
-        traces_exporters = settings.exporter_names(env, "OTEL_TRACES_EXPORTER", TRACES_EXPORTERS)
-        if host_tp is None and "none" not in traces_exporters:
-            otlp = _otlp_exporter(env, "TRACES") if "otlp" in traces_exporters else None
-            if otlp is not None:
-                otlp_exporters.append(otlp)
-                _quiet_dropped_span_warnings()
-                processors.append(_batch_processor(env, otlp))
-                exporters.append("otlp-traces")
-            if "console" in traces_exporters:
-                from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-                processors.append(_batch_processor(env, ConsoleSpanExporter()))
-                exporters.append("console-traces")
+        if host_tp is None:
+            processors += _own_span_processors(env, built)
         if tracing is None:
             tracing = bool(processors) or host_tp is not None
         tracer_provider = None
@@ -212,32 +200,13 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
                     tracer_provider.add_span_processor(p)
             else:
                 tracer_provider = host_tp
-                exporters.append("host-traces")
+                built.names.append("host-traces")
 
         readers: List[MetricReader] = [reader, *metric_readers]
-        prom_server = prom_address = None
         if host_mp is None:
-            metrics_exporters = settings.exporter_names(env, "OTEL_METRICS_EXPORTER", METRICS_EXPORTERS)
-            if "none" not in metrics_exporters:
-                otlp = _otlp_exporter(env, "METRICS") if "otlp" in metrics_exporters else None
-                if otlp is not None:
-                    otlp_exporters.append(otlp)
-                    readers.append(_periodic_reader(env, otlp))
-                    exporters.append("otlp-metrics")
-                if "console" in metrics_exporters:
-                    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-                    readers.append(_periodic_reader(env, ConsoleMetricExporter()))
-                    exporters.append("console-metrics")
-            address = settings.prometheus_address(env, prometheus_port, prometheus_host, metrics_exporters)
-            if address is not None:
-                served = _prometheus(env, address)
-                if served is not None:
-                    prom_reader, prom_server, prom_address = served
-                    readers.append(prom_reader)
-                    exporters.append(f"prometheus http://{prom_address[0]}:{prom_address[1]}/metrics")
+            readers += _own_metric_readers(env, prometheus_port, prometheus_host, built)
         else:
-            exporters.append("host-metrics")
+            built.names.append("host-metrics")
             if prometheus_port is not None:
                 _logger.info("otel_diag: the host's MeterProvider exports the metrics; the Prometheus endpoint of "
                              "the configuration (port %s) is not started", prometheus_port)
@@ -258,8 +227,66 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
         # re-instrumenting) rather than through an SDK collection.
         reader.bind(cell_for(meter_provider))
         _current = Telemetry(True, clock, state, reader, service, tracer_provider, meter_provider, bool(tracing),
-                             instrumented, exporters, prom_address, owned_tp, prom_server, otlp_exporters)
+                             instrumented, built.names, built.prometheus_address, owned_tp, built.prometheus_server,
+                             built.otlp)
         return _current
+
+
+@dataclass
+class _Exports:
+    """What configure() built to export with: names for ``Telemetry.exporters``, and what shutdown stops."""
+
+    names: List[str] = field(default_factory=list)
+    otlp: List[Any] = field(default_factory=list)
+    prometheus_server: Any = None
+    prometheus_address: Optional[tuple] = None
+
+
+def _own_span_processors(env: Settings, built: _Exports) -> List[SpanProcessor]:
+    """The span processors ``OTEL_TRACES_EXPORTER`` asks for (with no host TracerProvider)."""
+    processors: List[SpanProcessor] = []
+    names = settings.exporter_names(env, "OTEL_TRACES_EXPORTER", TRACES_EXPORTERS)
+    if "none" in names:
+        return processors
+    otlp = _otlp_exporter(env, "TRACES") if "otlp" in names else None
+    if otlp is not None:
+        built.otlp.append(otlp)
+        _quiet_dropped_span_warnings()
+        processors.append(_batch_processor(env, otlp))
+        built.names.append("otlp-traces")
+    if "console" in names:
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        processors.append(_batch_processor(env, ConsoleSpanExporter()))
+        built.names.append("console-traces")
+    return processors
+
+
+def _own_metric_readers(env: Settings, prometheus_port: Optional[int], prometheus_host: str,
+                        built: _Exports) -> List[MetricReader]:
+    """The metric readers ``OTEL_METRICS_EXPORTER`` and the Prometheus settings ask for (with no host
+    MeterProvider)."""
+    readers: List[MetricReader] = []
+    names = settings.exporter_names(env, "OTEL_METRICS_EXPORTER", METRICS_EXPORTERS)
+    if "none" not in names:
+        otlp = _otlp_exporter(env, "METRICS") if "otlp" in names else None
+        if otlp is not None:
+            built.otlp.append(otlp)
+            readers.append(_periodic_reader(env, otlp))
+            built.names.append("otlp-metrics")
+        if "console" in names:
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            readers.append(_periodic_reader(env, ConsoleMetricExporter()))
+            built.names.append("console-metrics")
+    address = settings.prometheus_address(env, prometheus_port, prometheus_host, names)
+    served = _prometheus(env, address) if address is not None else None
+    if served is not None:
+        prom_reader, built.prometheus_server, built.prometheus_address = served
+        readers.append(prom_reader)
+        host, port = built.prometheus_address
+        built.names.append(f"prometheus http://{host}:{port}/metrics")
+    return readers
 
 
 def _host_providers() -> Tuple[Optional[TracerProvider], Optional[MeterProvider]]:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -18,6 +19,7 @@ from otel_diag import semconv as sc
 from otel_diag.targets import TARGETS
 from tests.fixtures.env import LOOPBACK, clean_env, free_port
 from tests.fixtures.polling import wait_until
+from tests.fixtures.replay import frozen, in_memory_run, point_values, span_keys
 
 CYCLES = 5
 ENGINE_MODULES = sorted({t.module for t in TARGETS})
@@ -112,6 +114,20 @@ def _printed_objects(stdout: str) -> List[Dict[str, Any]]:
     return found
 
 
+def _printed_span_keys(spans: List[Dict[str, Any]]) -> Counter:
+    """Printed spans as :func:`tests.fixtures.replay.span_keys` reduces SDK spans."""
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    return Counter((s["name"], by_id[s["parent_id"]]["name"] if s["parent_id"] else None, frozen(s["attributes"]))
+                   for s in spans)
+
+
+def _printed_point_values(export: Dict[str, Any]) -> Dict[Any, Any]:
+    """A printed metrics export as :func:`tests.fixtures.replay.point_values` reduces a collection."""
+    return {(m["name"], frozen(p["attributes"])): p["value"] for rm in export["resource_metrics"]
+            for sm in rm["scope_metrics"] if sm["scope"]["name"] == sc.INSTRUMENTATION_NAME
+            for m in sm["metrics"] for p in m["data"]["data_points"]}
+
+
 def _points(exports: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
     """The data points of metric ``name`` in the last console metrics export."""
     last = exports[-1]
@@ -121,8 +137,11 @@ def _points(exports: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
 
 def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_state_share_one_identity(
         tmp_path, repo_root):
+    # Spans and metrics are printed at exit only (no batch or interval falls due in the run), after the executor's
+    # own lines: two threads writing stdout at once could interleave.
     proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(AUTO_CYCLES), OTEL_TRACES_EXPORTER="console",
-                             OTEL_METRICS_EXPORTER="console", OTEL_METRIC_EXPORT_INTERVAL="600000")
+                             OTEL_METRICS_EXPORTER="console", OTEL_METRIC_EXPORT_INTERVAL="600000",
+                             OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2048")
 
     assert proc.returncode == 0, proc.stderr
     printed = _printed_objects(proc.stdout)
@@ -145,6 +164,10 @@ def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_
     assert doc["runtime_diagnostics"]["exit_pipeline"]["total_exit_scans"] == AUTO_CYCLES
     assert doc["runtime_diagnostics"]["liveness"]["last_trace_ids"]["exit_scans"] in {
         s["context"]["trace_id"].removeprefix("0x") for s in spans}
+    # The same spans and metrics as otel_diag's own path, same seed and config.
+    own = in_memory_run(tmp_path / "own", str(Path(repo_root) / "config" / "strategy_config.json"), AUTO_CYCLES)
+    assert _printed_span_keys(spans) == span_keys(own.spans)
+    assert _printed_point_values(exports[-1]) == point_values(own.metrics)
 
 
 def test_opentelemetry_instrument_when_prometheus_exporter_and_configured_port_then_one_endpoint_serves(

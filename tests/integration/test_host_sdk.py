@@ -8,6 +8,7 @@ keep working afterwards; ``diagnostics.json`` names the service as the host's te
 from __future__ import annotations
 
 import json
+import os
 from typing import Dict
 
 import pytest
@@ -24,6 +25,7 @@ import otel_diag
 from execution.executor_live import RunOptions, run
 from otel_diag import semconv as sc
 from otel_diag.instrumentor import ExecutionInstrumentor
+from tests.fixtures.replay import in_memory_run, point_values, span_keys
 
 CYCLES = 60
 HOST_RESOURCE = {"service.name": "desk-host", "service.instance.id": "host-7", "deployment.environment.name": "live"}
@@ -48,11 +50,10 @@ class Host:
 
 @pytest.fixture
 def host():
+    """The host's providers, not yet global (``installed`` makes them so)."""
     reset_trace_globals()
     reset_metrics_globals()
     h = Host()
-    trace.set_tracer_provider(h.tracer_provider)
-    metrics.set_meter_provider(h.meter_provider)
     yield h
     otel_diag.shutdown()
     reset_trace_globals()
@@ -61,7 +62,15 @@ def host():
     h.meter_provider.shutdown()
 
 
-def test_configure_when_host_owns_the_sdk_then_its_providers_are_used_and_none_built(host):
+@pytest.fixture
+def installed(host):
+    trace.set_tracer_provider(host.tracer_provider)
+    metrics.set_meter_provider(host.meter_provider)
+    return host
+
+
+def test_configure_when_host_owns_the_sdk_then_its_providers_are_used_and_none_built(installed):
+    host = installed
     telemetry = otel_diag.configure(env={}, prometheus_port=0)
 
     assert telemetry.tracer_provider is host.tracer_provider and telemetry.tracing
@@ -71,7 +80,8 @@ def test_configure_when_host_owns_the_sdk_then_its_providers_are_used_and_none_b
     assert telemetry.service == {"name": "desk-host", "instance_id": "host-7", "environment": "live"}
 
 
-def test_run_when_host_owns_the_sdk_then_host_gets_spans_and_totals_and_keeps_working(tmp_path, host):
+def test_run_when_host_owns_the_sdk_then_host_gets_spans_and_totals_and_keeps_working(tmp_path, installed):
+    host = installed
     summary = run(RunOptions(state_dir=str(tmp_path), cycles=CYCLES))
 
     # Spans: the engine's, in the host's provider.
@@ -97,7 +107,19 @@ def test_run_when_host_owns_the_sdk_then_host_gets_spans_and_totals_and_keeps_wo
     assert host.counts()[sc.METRIC_EXIT_SCANS] == CYCLES
 
 
-def test_configure_when_disabled_instrumentations_lists_execution_then_nothing_patched(host):
+def test_run_when_host_owns_the_sdk_then_same_spans_and_metrics_as_otel_diags_own_path(tmp_path, host, repo_root):
+    config = os.path.join(repo_root, "config", "strategy_config.json")
+    own = in_memory_run(tmp_path / "own", config, CYCLES)  # before the host's providers become global
+    trace.set_tracer_provider(host.tracer_provider)
+    metrics.set_meter_provider(host.meter_provider)
+
+    run(RunOptions(config_path=config, state_dir=str(tmp_path / "host"), cycles=CYCLES))
+
+    assert span_keys(host.spans.get_finished_spans()) == span_keys(own.spans)
+    assert point_values(host.reader.get_metrics_data()) == point_values(own.metrics)
+
+
+def test_configure_when_disabled_instrumentations_lists_execution_then_nothing_patched(installed):
     telemetry = otel_diag.configure(env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask, execution"})
 
     assert not telemetry.instrumented and ExecutionInstrumentor.patched() == []

@@ -8,7 +8,6 @@ same seed, config and cycle count run in-process with an ``InMemorySpanExporter`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,13 +19,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from execution.executor_live import RunHooks, RunOptions, run
 from otel_diag import semconv as sc
 from tests.fixtures.env import clean_env
+from tests.fixtures.replay import InMemoryRun, frozen, in_memory_run, point_values, span_keys
 from tests.integration.wire_helpers import OtlpHttpReceiver, WirePoint, WireSpan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +56,6 @@ class WireRun:
     ended: float
     rx: OtlpHttpReceiver
     diagnostics: Dict[str, Any]
-
-
-@dataclass
-class MemoryRun:
-    spans: List[Any]  # ReadableSpan
-    metrics: MetricsData
-    summary: Any
 
 
 def _executor(tmp: Path, rx: OtlpHttpReceiver, *args: str, **env: str) -> WireRun:
@@ -105,55 +94,24 @@ def wire(tmp_path_factory) -> WireRun:
 
 
 @pytest.fixture(scope="module")
-def memory(tmp_path_factory) -> MemoryRun:
+def memory(tmp_path_factory) -> InMemoryRun:
     """The same run in-process, into an InMemorySpanExporter and an InMemoryMetricReader."""
-    exporter = InMemorySpanExporter()
-    reader = InMemoryMetricReader()
-    collected: List[MetricsData] = []  # the reader cannot collect once the run has shut telemetry down
-    with pytest.MonkeyPatch.context() as mp:
-        for name in [k for k in os.environ if k.startswith("OTEL_")]:
-            mp.delenv(name)
-        summary = run(RunOptions(config_path=str(CONFIG), state_dir=str(tmp_path_factory.mktemp("otlp-memory")),
-                                 cycles=CYCLES, seed=SEED),
-                      RunHooks(span_processors=[SimpleSpanProcessor(exporter)], metric_readers=[reader],
-                               on_publish=lambda doc: collected.append(reader.get_metrics_data())))
-    assert collected, "the run published no diagnostics, so nothing was collected"
-    return MemoryRun(list(exporter.get_finished_spans()), collected[-1], summary)
+    return in_memory_run(tmp_path_factory.mktemp("otlp-memory"), str(CONFIG), CYCLES, SEED)
 
 
 # -- reductions ---------------------------------------------------------------------------
-def _frozen(attrs: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in attrs.items()))
-
-
 def _wire_span_keys(spans: List[WireSpan]) -> Counter:
     by_id = {s.span_id: s for s in spans}
-    return Counter((s.name, by_id[s.parent_span_id].name if s.parent_span_id else None, _frozen(s.attributes))
-                   for s in spans)
-
-
-def _memory_span_keys(spans: List[Any]) -> Counter:
-    by_id = {s.context.span_id: s for s in spans}
-    return Counter((s.name, by_id[s.parent.span_id].name if s.parent is not None else None, _frozen(dict(s.attributes)))
+    return Counter((s.name, by_id[s.parent_span_id].name if s.parent_span_id else None, frozen(s.attributes))
                    for s in spans)
 
 
 def _wire_points(points: List[WirePoint]) -> Dict[PointKey, Any]:
     out: Dict[PointKey, Any] = {}
     for p in points:
-        key = (p.name, _frozen(p.attributes))
+        key = (p.name, frozen(p.attributes))
         assert key not in out, f"the same series twice in one export: {key}"
         out[key] = p.value
-    return out
-
-
-def _memory_points(data: MetricsData) -> Dict[PointKey, Any]:
-    out: Dict[PointKey, Any] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                for p in m.data.data_points:
-                    out[(m.name, _frozen(dict(p.attributes)))] = p.value
     return out
 
 
@@ -183,7 +141,7 @@ def test_otlp_when_configured_only_by_env_then_protobuf_arrives_over_http(wire):
 
 
 def test_otlp_when_env_names_service_then_resource_carries_it(wire, memory):
-    resources = {_frozen(s.resource) for s in wire.rx.spans()} | {_frozen(p.resource) for p in wire.rx.metric_points()}
+    resources = {frozen(s.resource) for s in wire.rx.spans()} | {frozen(p.resource) for p in wire.rx.metric_points()}
 
     assert len(resources) == 1, "every span and point comes from one resource"
     resource = dict(next(iter(resources)))
@@ -244,7 +202,7 @@ def test_otlp_spans_when_exported_then_each_trace_is_one_cycle_with_linked_paren
 def test_otlp_spans_when_same_seed_then_attributes_match_in_memory(wire, memory):
     spans = wire.rx.spans()
 
-    assert _wire_span_keys(spans) == _memory_span_keys(memory.spans)
+    assert _wire_span_keys(spans) == span_keys(memory.spans)
     symbols = {s.attributes.get(sc.ATTR_SYMBOL) for s in spans if s.name != sc.SPAN_EXECUTOR_CYCLE
                and s.name != sc.SPAN_EXIT_SCAN}
     assert None not in symbols and len(symbols) >= 4
@@ -293,7 +251,7 @@ def test_otlp_metrics_when_export_interval_outlasts_the_run_then_shutdown_flushe
 
 def test_otlp_metrics_when_same_seed_then_final_points_equal_in_memory(wire, memory):
     on_wire = _wire_points(wire.rx.metric_points(wire.rx.metric_requests()[-1]))
-    in_memory = _memory_points(memory.metrics)
+    in_memory = point_values(memory.metrics)
 
     assert on_wire == in_memory
     stats = memory.summary.stats
