@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import pytest
 
@@ -88,13 +88,15 @@ SERVICE = "executor-auto"
 AUTO_CYCLES = 40  # past the slow EMA's warm-up: signals, orders and fills happen
 
 
-def _instrumented_run(tmp_path, repo_root, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """``opentelemetry-instrument -- python -m execution …`` as the README gives it, with the distro's configurator
-    (``--`` ends the launcher's own options: without it, the launcher takes ``--config`` for an abbreviation of its
-    ``--configurator``)."""
+def _instrumented_run(tmp_path, repo_root, *args: str, launcher_args: Sequence[str] = (),
+                      **env: str) -> subprocess.CompletedProcess:
+    """``opentelemetry-instrument [launcher_args] -- python -m execution …`` as the README gives it, with the distro's
+    configurator (``--`` ends the launcher's own options: without it, the launcher takes ``--config`` for an
+    abbreviation of its ``--configurator``)."""
     assert os.path.exists(LAUNCHER), "opentelemetry-instrument is not installed: `make setup` installs the [auto] extra"
     run_env = {**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": SERVICE, **env}
-    return subprocess.run([LAUNCHER, "--", sys.executable, "-m", "execution", "--state-dir", str(tmp_path / "state"), *args],
+    return subprocess.run([LAUNCHER, *launcher_args, "--", sys.executable, "-m", "execution",
+                           "--state-dir", str(tmp_path / "state"), *args],
                           cwd=repo_root, capture_output=True, text=True, timeout=120, env=run_env)
 
 
@@ -139,9 +141,10 @@ def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_
         tmp_path, repo_root):
     # Spans and metrics are printed at exit only (no batch or interval falls due in the run), after the executor's
     # own lines: two threads writing stdout at once could interleave.
-    proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(AUTO_CYCLES), OTEL_TRACES_EXPORTER="console",
-                             OTEL_METRICS_EXPORTER="console", OTEL_METRIC_EXPORT_INTERVAL="600000",
-                             OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2048")
+    proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(AUTO_CYCLES),
+                             launcher_args=("--traces_exporter", "console", "--metrics_exporter", "console"),
+                             OTEL_METRIC_EXPORT_INTERVAL="600000", OTEL_BSP_SCHEDULE_DELAY="600000",
+                             OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2048")
 
     assert proc.returncode == 0, proc.stderr
     printed = _printed_objects(proc.stdout)
