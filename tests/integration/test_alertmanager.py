@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Dict, Set
 
@@ -21,7 +20,7 @@ import yaml
 from otel_diag import semconv
 from otel_diag.cli import rules as rules_cli
 from tests.fixtures.env import LOOPBACK, free_port
-from tests.fixtures.polling import wait_until
+from tests.fixtures.polling import keep_polling, wait_until
 from tests.fixtures.prometheus import generate_rules, realtime_executor, require_binary, small_threshold_config
 from tests.integration.wire_helpers import AlertmanagerServer, PrometheusServer, WebhookReceiver, stop_process
 
@@ -146,9 +145,7 @@ def test_alertmanager_when_router_stalls_then_webhook_gets_router_idle_and_no_un
         assert delivered, (f"{router_alert} never reached the webhook within {DELIVERY_TIMEOUT_S} s; "
                            f"Prometheus alerts seen: {seen}; webhook got: {webhook.alerts()}\n"
                            f"alertmanager log:\n{am.log()}\nprometheus log:\n{prom.log()}")
-        for _ in range(int(OBSERVE_AFTER_DELIVERY_S / 0.5)):
-            time.sleep(0.5)
-            observe()
+        keep_polling(observe, OBSERVE_AFTER_DELIVERY_S, 0.5)
         held = {a["labels"]["alertname"] for a in am.alerts()}
         idle = {r["metric"][rules_cli.event_label()]: float(r["value"][1]) for r in prom.query(
             f'time() - {rules_cli.prometheus_name(semconv.METRIC_LAST_EVENT_TIME)}{{instance="{target}"}}')}

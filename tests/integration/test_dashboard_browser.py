@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures import diagnostics_state as fx
 from tests.fixtures.env import free_port
+from tests.fixtures.polling import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -29,17 +30,16 @@ JAEGER = "http://127.0.0.1:16686"
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"streamlit exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                if resp.status == 200:
-                    return
+                return resp.status == 200
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+            return False
+
+    assert wait_until(healthy, timeout, 0.2), f"streamlit did not answer on {url} within {timeout:.0f} s"
 
 
 def _wait_idle(page) -> None:

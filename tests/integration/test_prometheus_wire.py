@@ -8,13 +8,12 @@ realtime pace must page for the router and not for the signals, which keep flowi
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Dict, List, Set
 
 import pytest
 
 from tests.fixtures.env import LOOPBACK, free_port
-from tests.fixtures.polling import wait_until
+from tests.fixtures.polling import keep_polling, wait_until
 from tests.fixtures.prometheus import active, generate_rules, realtime_executor, require_binary, small_threshold_config
 from tests.integration.wire_helpers import PrometheusServer, stop_process
 
@@ -75,11 +74,7 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
         firing = wait_until(lambda: active(observe(), ROUTER_ALERT, "firing"), ALERT_TIMEOUT_S, 0.5)
         assert firing, (f"{ROUTER_ALERT} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
                         f"{prom.query('time() - trading_last_event_time_seconds')}")
-        deadline = time.monotonic() + OBSERVE_AFTER_FIRING_S
-        final = observe()
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            final = observe()
+        final = keep_polling(observe, OBSERVE_AFTER_FIRING_S, 0.5)
 
         alert = firing[0]
         assert alert["labels"]["trading_event"] == "router"

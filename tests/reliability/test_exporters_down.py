@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Dict, List
 
 import pytest
@@ -38,6 +37,7 @@ from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import quiet_config_file, traced_replay
 
 CYCLES = 1_000
+T0 = 1_767_571_200.0  # the clock events are stamped with: no test here reads the time
 SHORT_SHUTDOWN_MILLIS = 300    # the bound used inside the runs (the default one is exercised below)
 
 
@@ -103,6 +103,10 @@ def test_replay_when_collector_closed_silent_or_refusing_then_trades_the_same_an
     assert len(shutdowns) == len(arms)  # every run shut its telemetry down and returned
 
 
+def _clock() -> float:
+    return T0
+
+
 # -- shutdown: bounded, and nothing left running -------------------------------------------------------
 def _connect_refused(address) -> bool:
     try:
@@ -116,7 +120,7 @@ def test_shutdown_when_collector_hangs_mid_export_then_returns_and_prometheus_en
     # Arrange: the span exporter is blocked in a request the silent collector never answers
     silent = collectors["_servers"][0]
     accepted_before = silent.accepted
-    telemetry = otel_diag.configure(clock=time.time, prometheus_port=0,
+    telemetry = otel_diag.configure(clock=_clock, prometheus_port=0,
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["silent"]})
     address = telemetry.prometheus_address
     end_spans(1_000)  # more than one batch (512): the worker exports at once
@@ -135,7 +139,7 @@ def test_shutdown_when_collector_refuses_then_exporter_threads_end_and_send_noth
     refusing = collectors["_servers"][1]
     requests_before = refusing.requests
     before = set(threading.enumerate())
-    otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["refusing"]})
+    otel_diag.configure(clock=_clock, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["refusing"]})
     exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
     end_spans(1_000)
     assert wait_until(lambda: refusing.requests > requests_before, 5), "the exporter never reached the collector"
@@ -168,7 +172,7 @@ def test_spans_when_queue_full_because_collector_down_then_trading_thread_builds
     saved_level = logger.level
     logger.setLevel(logging.NOTSET)
     try:
-        otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["closed"]})
+        otel_diag.configure(clock=_clock, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["closed"]})
 
         # Act: far more spans than the queue holds (2048) while the exporter is failing
         end_spans(6_000)
@@ -189,7 +193,7 @@ def test_configure_when_application_set_batch_logger_level_then_left_alone(colle
     saved_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["closed"]})
+        otel_diag.configure(clock=_clock, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["closed"]})
         assert logger.level == logging.INFO
     finally:
         otel_diag.shutdown(timeout_millis=SHORT_SHUTDOWN_MILLIS)
