@@ -8,7 +8,9 @@ Usage::
 Runs the paper engine bar by bar, writes ``journal.jsonl`` and ``positions.json``,
 and — unless ``--no-instrument`` — calls ``otel_diag.configure()`` once at start-up
 and publishes ``diagnostics.json`` every ``diagnostics.publish_interval_seconds``
-of engine time and at shutdown. SIGINT/SIGTERM finish the current cycle, write state and exit 0.
+of engine time (in replay pace the file is rewritten at most every
+``REPLAY_MIN_WRITE_SECONDS`` of wall time, execution/state_publish.py;
+docs/state_files.md) and at shutdown. SIGINT/SIGTERM finish the current cycle, write state and exit 0.
 
 One executor per state dir (``executor.lock``); a restart moves the last run's non-empty
 ``journal.jsonl`` aside as ``journal.<UTC start>.jsonl`` (docs/state_files.md).
@@ -62,6 +64,9 @@ class RunOptions:
     instrument: bool = True
     progress: bool = False
     journal_fsync: str = FSYNC_PUBLISH  # when the journal is fsynced: publish | always | never
+    # replay pace: the state files are rewritten at most this often, in wall seconds (None: the publisher's
+    # REPLAY_MIN_WRITE_SECONDS; 0: at every publish interval of engine time). Realtime pace writes at every one.
+    replay_min_write_seconds: Optional[float] = None
 
 
 @dataclass
@@ -74,7 +79,8 @@ class RunSummary:
     rejects: int
     state_dir: str
     interrupted: bool = False
-    publishes: int = 0
+    publishes: int = 0  # writes of diagnostics.json
+    publish_ticks: int = 0  # publish intervals of engine time reached (each one's document went to on_publish)
     rotated_journal: Optional[str] = None  # where the last run's journal was moved, if there was one
 
 
@@ -220,11 +226,13 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         except OSError as exc:
             raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot write {JOURNAL_FILE} ({exc.strerror})") from None
         if telemetry is not None and cfg.diagnostics.enabled and telemetry.enabled:
-            from execution.state_publish import DiagnosticsPublisher
+            from execution.state_publish import REPLAY_MIN_WRITE_SECONDS, DiagnosticsPublisher
 
+            min_write = 0.0 if realtime else (REPLAY_MIN_WRITE_SECONDS if opts.replay_min_write_seconds is None
+                                              else opts.replay_min_write_seconds)
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
                                              service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
-                                             telemetry=telemetry, before_write=journal.sync)
+                                             telemetry=telemetry, before_write=journal.sync, min_write_seconds=min_write)
     except BaseException:
         if telemetry is not None:
             import otel_diag
@@ -298,6 +306,7 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
                       unrealized_pnl=engine.ledger.unrealized_pnl(), fills=journal.fills, rejects=journal.rejects,
                       state_dir=opts.state_dir, interrupted=stop.is_set(),
                       publishes=publisher.publishes if publisher is not None else 0,
+                      publish_ticks=publisher.ticks if publisher is not None else 0,
                       rotated_journal=state.rotated_journal)
 
 

@@ -250,11 +250,12 @@ def patch_function(original: Any, wrapper: Callable) -> Any:
     """The class-level patch of a plain method: a function calling ``wrapper(bound, instance, args, kwargs)``.
 
     Used for plain synchronous functions on a class (every engine target); anything else
-    (a ``classmethod``, a coroutine or generator function, a builtin) gets a
-    ``wrapt.FunctionWrapper`` (:func:`install_patch`). Why not wrapt here: a ``FunctionWrapper``
-    on a class builds a ``BoundFunctionWrapper`` on every attribute access (``engine.risk.check``
-    → bind → call), ≈ 0.5 µs a call on this machine against ≈ 0.17 µs for a function, which
-    Python binds like the original method. The patch is a function like the one it replaces:
+    (a ``classmethod``, a coroutine or generator function, a builtin) gets
+    ``wrapt.wrap_function_wrapper`` (:func:`install_patch`). The one special case, and the figure
+    that forces it: a ``FunctionWrapper`` on a class builds a ``BoundFunctionWrapper`` on every
+    attribute access (``engine.risk.check`` → bind → call), which leaves otel_diag no margin under
+    its budget of ≤ 1.0× prometheus_client with children bound once, per call, metrics only
+    (docs/benchmarks.md measures both patches against it in every run). The patch is a function like the one it replaces:
     same name, qualified name, module, docstring and ``__wrapped__`` (``inspect.signature``
     follows it), no per-instance state, so copying or pickling an engine object is unaffected.
     The wrapper sees the same ``(wrapped, instance, args, kwargs)`` as under wrapt, ``wrapped``
@@ -283,17 +284,15 @@ def is_patch(value: Any) -> bool:
     return type(value) is types.FunctionType and value.__code__ is _PATCH_CODE
 
 
-def install_patch(owner: Any, attr: str, wrapper: Callable, *, use_wrapt: bool = False) -> None:
+def install_patch(owner: Any, attr: str, wrapper: Callable) -> None:
     """Patch ``owner.attr`` with ``wrapper``: :func:`patch_function` for a plain method, else wrapt.
 
-    ``use_wrapt`` takes a ``wrapt.FunctionWrapper`` even for a plain method (how methods were
-    patched before issue 7; the benchmarks' "before" rows). Nothing happens when it is patched
-    already (one layer, whatever the number of calls).
+    Nothing happens when it is patched already (one layer, whatever the number of calls).
     """
     current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
     if is_patch(current):
         return
-    if not use_wrapt and isinstance(owner, type) and patchable_as_function(current):
+    if isinstance(owner, type) and patchable_as_function(current):
         setattr(owner, attr, patch_function(current, wrapper))
     else:
         if not getattr(wrapper, _OURS, False):

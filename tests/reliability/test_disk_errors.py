@@ -159,7 +159,8 @@ def clean_journal(tmp_path_factory) -> bytes:
 @pytest.mark.parametrize("mode", ["erofs_replace", "enospc_fsync"])
 def test_run_when_disk_fails_mid_run_then_all_cycles_trade_publishing_resumes_and_no_temp_files(
         tmp_path, monkeypatch, caplog, publish_log, clean_journal, mode):
-    # Arrange: the disk fails for cycles [80, 160); the publish interval is one bar
+    # Arrange: the disk fails for cycles [80, 160); the publish interval is one bar, and every one is written
+    # (no replay write cadence: this is about each write)
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     disk = DiskFault(monkeypatch, state_dir)
@@ -175,7 +176,7 @@ def test_run_when_disk_fails_mid_run_then_all_cycles_trade_publishing_resumes_an
 
     # Act
     with caplog.at_level(logging.WARNING, logger="execution.state_publish"):
-        summary = run(RunOptions(state_dir=str(state_dir), cycles=CYCLES),
+        summary = run(RunOptions(state_dir=str(state_dir), cycles=CYCLES, replay_min_write_seconds=0),
                       RunHooks(on_cycle=on_cycle, on_publish=on_publish, configure_kwargs={"env": {}}))
 
     # Assert: trading untouched

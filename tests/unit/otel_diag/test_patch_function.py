@@ -262,14 +262,19 @@ def test_someone_elses_wrapper_when_around_or_under_ours_then_never_taken_for_ou
     Odd.take = original
 
 
-def test_install_patch_when_use_wrapt_then_a_wrapt_patch_that_remove_patch_takes_off():
-    original = Odd.__dict__["take"]
-    calls: list = []
-    install_patch(Odd, "take", logging_wrapper(calls), use_wrapt=True)
-    patched = Odd.__dict__["take"]
+def test_install_patch_when_a_classmethod_then_a_wrapt_patch_that_remove_patch_takes_off():
+    class Quotes:
+        @classmethod
+        def last(cls, symbol: str) -> str:
+            return symbol
 
-    Odd().take(1)
-    remove_patch(Odd, "take")
+    original = Quotes.__dict__["last"]
+    calls: list = []
+    install_patch(Quotes, "last", logging_wrapper(calls))
+    patched = Quotes.__dict__["last"]
+
+    assert Quotes.last("BTCUSDT") == "BTCUSDT"
+    remove_patch(Quotes, "last")
 
     assert isinstance(patched, wrapt.FunctionWrapper) and is_patch(patched) and len(calls) == 1
-    assert Odd.__dict__["take"] is original
+    assert Quotes.__dict__["last"] is original
