@@ -10,22 +10,56 @@ Each is used because no public API gives it, and each has a test in
 - :func:`meter_provider_resource`: a MeterProvider's resource. A ``TracerProvider`` has a public
   ``resource``; a MeterProvider does not. Needed only when a host configured a MeterProvider and no
   TracerProvider: the diagnostics document then names the service as the host's metrics do.
+- ``SUPPRESS_KEYS`` and :func:`current_context`: the wrappers answer what the public
+  ``is_instrumentation_enabled()`` answers (no ``suppress_instrumentation()`` in force) from one read
+  of the current context — which they then reuse as the new span's parent — instead of the public
+  function's four calls and two reads. Every wrapped call asks it first; with the public function,
+  metrics-only ``risk.check`` missed its budget of ≤ 1.0× prometheus_client with children bound
+  once (docs/benchmarks.md times both checks).
 - :func:`prometheus_metric_name` / :func:`prometheus_label`: how the Prometheus exporter spells an OTel
   metric and attribute name (``otel-diag rules`` writes alert expressions in those names). Loaded on
   first use, so the instrumentation never imports the Prometheus exporter.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextvars
+from typing import Any, Callable, Optional
+
+from opentelemetry import context as _context
 
 SPEC_CARDINALITY_LIMIT = 2000  # the specification's default, should the SDK stop naming its own
 
+
+def __getattr__(name: str) -> Any:
+    """``SDK_CARDINALITY_LIMIT``, read from the SDK on first use: the wrappers import this module, and
+    importing the instrumentation must not load the SDK (a host may not use it)."""
+    if name != "SDK_CARDINALITY_LIMIT":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import _DEFAULT_CARDINALITY_LIMIT as limit
+    except ImportError:  # pragma: no cover - another SDK layout (the test fails on it)
+        limit = SPEC_CARDINALITY_LIMIT
+    globals()[name] = limit
+    return limit
+
+
 try:
-    from opentelemetry.sdk.metrics._internal._view_instrument_match import (
-        _DEFAULT_CARDINALITY_LIMIT as SDK_CARDINALITY_LIMIT,
-    )
-except ImportError:  # pragma: no cover - another SDK layout (the test fails on it)
-    SDK_CARDINALITY_LIMIT = SPEC_CARDINALITY_LIMIT
+    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
+except ImportError:  # pragma: no cover - another layout (the test fails on it)
+    _SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
+
+# The context keys suppress_instrumentation() sets and is_instrumentation_enabled() reads.
+SUPPRESS_KEYS = (_context._SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+
+
+def _current_context_reader() -> Callable[[], Any]:
+    """The current Context, read straight from the runtime context's ContextVar when it has one."""
+    var = getattr(_context._RUNTIME_CONTEXT, "_current_context", None)
+    return var.get if isinstance(var, contextvars.ContextVar) else _context.get_current
+
+
+# The current Context (what opentelemetry.context.get_current() returns), at the cost of one C call.
+current_context = _current_context_reader()
 
 
 def meter_provider_resource(meter_provider: Any) -> Optional[Any]:

@@ -30,9 +30,10 @@ def _annotate_cycle(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
 # -- signal.generate (span only) ------------------------------------------------------
 def _annotate_signal(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
     bar = _arg(args, kwargs, 0, "bar")
-    span.set_attribute(sc.ATTR_SYMBOL, bar.symbol)
     if result is not None and result is not _MISSING:
-        span.set_attribute(sc.ATTR_SIDE, result.side.value)
+        span.set_attributes({sc.ATTR_SYMBOL: bar.symbol, sc.ATTR_SIDE: result.side.value})
+    else:
+        span.set_attribute(sc.ATTR_SYMBOL, bar.symbol)
 
 
 # -- risk.check: every signal reaches the risk engine, so the signal and its veto are counted here -------
@@ -51,12 +52,13 @@ def _record_risk(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: i
 
 def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
     signal = _arg(args, kwargs, 0, "signal")
-    span.set_attributes({sc.ATTR_SYMBOL: signal.symbol, sc.ATTR_SIDE: signal.side.value})
+    attributes = {sc.ATTR_SYMBOL: signal.symbol, sc.ATTR_SIDE: signal.side.value}
     if result is not _MISSING:
         if result.approved:
-            span.set_attribute(sc.ATTR_QUANTITY, result.quantity)
+            attributes[sc.ATTR_QUANTITY] = result.quantity
         else:
-            span.set_attribute(sc.ATTR_VETO_REASON, result.reason)
+            attributes[sc.ATTR_VETO_REASON] = result.reason
+    span.set_attributes(attributes)  # one call: the SDK takes its span lock once per call
 
 
 # -- order.route -----------------------------------------------------------------------
@@ -84,10 +86,11 @@ def _record_slice(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: 
 
 def _annotate_slice(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
     order = _arg(args, kwargs, 0, "order")
-    span.set_attributes({sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
-                         sc.ATTR_QUANTITY: _arg(args, kwargs, 2, "quantity"), sc.ATTR_ORDER_ID: order.order_id})
+    attributes = {sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
+                  sc.ATTR_QUANTITY: _arg(args, kwargs, 2, "quantity"), sc.ATTR_ORDER_ID: order.order_id}
     if result is not _MISSING:
-        span.set_attribute(sc.ATTR_ROUTER_EVENT, sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT)
+        attributes[sc.ATTR_ROUTER_EVENT] = sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT
+    span.set_attributes(attributes)
 
 
 # -- exchange.place_order --------------------------------------------------------------

@@ -18,8 +18,8 @@ Either way the wrapper
 
 - calls ``wrapped(*args, **kwargs)`` and returns or raises exactly what it does;
 - on the hot path updates only plain in-process state (:class:`~otel_diag.state.EventState`);
-- records nothing at all — no span, count or stamp — inside ``suppress_instrumentation()`` (checked with
-  the public ``is_instrumentation_enabled()``);
+- records nothing at all — no span, count or stamp — inside ``suppress_instrumentation()`` (what the
+  public ``is_instrumentation_enabled()`` answers, read at half its cost: ``otel_diag._internals``);
 - opens a span only when tracing is on, and does attribute work only if the span records; an ``Exception``
   from the call sets the span's status to ERROR ``"<Type>: <message>"`` with an exception event, as the
   API's ``use_span`` does (``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit`` end it unmarked);
@@ -39,10 +39,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_diag import semconv as sc
+from otel_diag._internals import SUPPRESS_KEYS, current_context
 from otel_diag._log import RateLimitedLog
 from otel_diag.state import EventState, Series
 
@@ -54,6 +54,7 @@ _OURS = "__otel_diag_wrapper__"  # set on every wrapper make_wrapper returns: te
 _PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 _INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # the SDK then counts dropped spans too
 
+_SUPPRESS, _SUPPRESS_PLAIN = SUPPRESS_KEYS
 _MAX_CACHED_KEYS = 100_000  # keys remembered per family; the state's own cap bounds the series
 
 # record(binding, args, kwargs, result, trace_id): count and stamp; result is _MISSING when the call raised.
@@ -175,8 +176,10 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
         b = holder.binding
-        # Suppressed (suppress_instrumentation(), e.g. inside an exporter): no span, no count, no stamp.
-        if b is None or not is_instrumentation_enabled():
+        if b is None:
+            return wrapped(*args, **kwargs)
+        ctx = current_context()
+        if ctx.get(_SUPPRESS) or ctx.get(_SUPPRESS_PLAIN):  # suppress_instrumentation(): no span, count or stamp
             return wrapped(*args, **kwargs)
         tracer = b._span_tracer
         if tracer is None:  # metrics only (or a sampler that never samples): the cheap path
@@ -192,8 +195,8 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 except Exception:
                     _log.exception(record_key, "otel_diag: recording an event failed")
         try:
-            span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
-            token = otel_context.attach(trace.set_span_in_context(span))
+            span = tracer.start_span(span_name, ctx, kind=SpanKind.INTERNAL)
+            token = otel_context.attach(trace.set_span_in_context(span, ctx))
         except Exception:
             _log.exception(span_key, "otel_diag: starting a span failed")
             return wrapped(*args, **kwargs)

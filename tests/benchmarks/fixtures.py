@@ -100,8 +100,9 @@ class EchoHost:
 def wrapped_host(method: str, wrapper: Callable, base: type = StubHost, wrapt_patch: bool = False):
     """A ``base`` whose ``method`` is wrapped by ``wrapper`` exactly as the instrumentor patches a class.
 
-    ``wrapt_patch=True`` patches with a ``wrapt.FunctionWrapper`` (a bound wrapper built on every
-    access), as the instrumentor did before issue 7.
+    ``wrapt_patch=True`` patches with a plain ``wrapt.FunctionWrapper`` instead, as
+    ``wrapt.wrap_function_wrapper`` would (a bound wrapper built on every access): the comparison
+    that keeps ``patch_function`` for plain methods (bench_alternatives).
     """
     original = base.__dict__[method]
     patch = wrapt.FunctionWrapper(original, wrapper) if wrapt_patch else patch_function(original, wrapper)

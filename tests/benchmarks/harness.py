@@ -4,18 +4,22 @@ Usage::
 
     from tests.benchmarks.harness import Row, paired_overheads
 
-    overheads, bare = paired_overheads({"bare": call_bare, "wrapped": call_wrapped}, "bare", loops=2_000, rounds=21)
-    rows.append(Row("per call", "wrapped", "overhead over the bare call", overheads["wrapped"], "ns",
-                    budget=1_000, budget_text="≤ 1 µs"))
+    overheads, bare = paired_overheads({"bare": call_bare, "theirs": call_theirs, "ours": call_ours}, "bare",
+                                       loops=2_000, rounds=21)
+    rows.append(Row("per call", "ours", "our overhead / theirs", overheads["ours"] / overheads["theirs"], "x",
+                    baseline=overheads["theirs"], figure=overheads["ours"], figure_unit="ns",
+                    budget=1.0, budget_text="≤ 1.0×"))
 
-These machines are noisy, so no absolute time is a figure: every figure is a ratio or a
-difference against a baseline measured in the same run, and variants are interleaved
-round by round so a burst of noise hits all of them alike. The figure of a variant is the
-median over rounds of its difference to the baseline of the same round.
+These machines are noisy, so no budget is an absolute time: every time budget is a ratio of our
+figure to a baseline measured in the same run (a row shows the baseline, the figure and the
+ratio), and variants are interleaved round by round so a burst of noise hits all of them
+alike. The figure of a variant is the median over rounds of its difference to the baseline
+call of the same round.
 """
 from __future__ import annotations
 
 import gc
+import math
 import os
 import platform
 import statistics
@@ -29,13 +33,20 @@ LIBRARIES = ("opentelemetry-api", "opentelemetry-sdk", "wrapt", "prometheus_clie
 
 @dataclass
 class Row:
-    """One line of the result table; ``budget`` is checked when set (``value <= budget``)."""
+    """One line of the result table; ``budget`` is checked when set (``value <= budget``).
+
+    ``baseline`` and ``figure`` are what ``value`` compares (both in ``figure_unit``): for a
+    ratio, value = figure / baseline. A row with a budget fills both.
+    """
 
     group: str
     name: str
     measure: str
     value: float
     unit: str  # "ns", "ms", "x", "MiB", "µs/series", ...
+    baseline: Optional[float] = None
+    figure: Optional[float] = None
+    figure_unit: str = ""  # the unit of baseline and figure
     budget: Optional[float] = None
     budget_text: str = ""
     note: str = ""
@@ -95,6 +106,11 @@ def paired_overheads(calls: Dict[str, Callable[[], object]], baseline: str, *, l
         for name in diffs:
             diffs[name].append(per_call[name] - per_call[baseline])
     return {n: statistics.median(d) for n, d in diffs.items()}, statistics.median(base)
+
+
+def ratio(figure: float, baseline: float) -> float:
+    """``figure / baseline``; infinity when the baseline is not positive (nothing to compare with: a miss)."""
+    return figure / baseline if baseline > 0 else math.inf
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -187,8 +203,9 @@ class Report:
             "# Benchmarks: what the instrumentation costs",
             "",
             "Written by `make bench` (`python -m tests.benchmarks.run --output docs/benchmarks.md`); "
-            "do not edit by hand. Every figure is a ratio or a difference against a baseline measured "
-            "**in the same run** (variants interleaved round by round; medians), so figures from different "
+            "do not edit by hand. Every time budget is a ratio of a figure to a baseline measured **in the same run** "
+            "(variants interleaved round by round or repeat by repeat; medians): each row shows the baseline, the "
+            "figure and their ratio (or, where there is no budget, the value it reports), so ratios from different "
             "machines or runs compare, absolute times do not. `make bench` exits non-zero when a budget is missed.",
             "",
             "## Machine",
@@ -199,11 +216,12 @@ class Report:
         if self.quick:
             lines += ["- **smoke run** (tiny iteration counts): figures are not meaningful, budgets not checked"]
         lines += ["", "## Results", "",
-                  "| # | benchmark | variant | figure (vs. same-run baseline) | value | budget | result |",
-                  "|---|---|---|---|---:|---|---|"]
+                  "| # | benchmark | variant | measure | baseline | figure | ratio (or value) | budget | result |",
+                  "|---|---|---|---|---:|---:|---:|---|---|"]
         for i, r in enumerate(self.rows, 1):
             note = f" — {r.note}" if r.note else ""
-            lines.append(f"| {i} | {r.group} | {r.name} | {r.measure}{note} | {format_value(r.value, r.unit)} | "
+            lines.append(f"| {i} | {r.group} | {r.name} | {r.measure}{note} | {_cell(r.baseline, r.figure_unit)} | "
+                         f"{_cell(r.figure, r.figure_unit)} | {format_value(r.value, r.unit)} | "
                          f"{r.budget_text} | {r.verdict} |")
         missed = self.missed
         lines += ["", f"**Budgets: {'all met' if not missed else f'{len(missed)} missed'}**"
@@ -216,6 +234,14 @@ class Report:
 
 
 def format_value(value: float, unit: str) -> str:
+    if unit == "ns/call":  # a time per call, unsigned
+        return f"{value / 1000:.2f} µs" if abs(value) >= 1000 else f"{round(value) + 0:d} ns"
+    if unit == "µs":
+        return f"{value:.2f} µs"
+    if unit == "s":
+        return f"{value:.3f} s"
+    if unit == "KiB":
+        return f"{value:.1f} KiB"
     if unit == "ns":
         return f"{value / 1000:+.2f} µs" if abs(value) >= 100 else f"{round(value) + 0:+d} ns"  # no "-0 ns"
     if unit == "x":
@@ -231,6 +257,10 @@ def format_value(value: float, unit: str) -> str:
     if unit == "KiB+":
         return f"{round(value, 1) + 0.0:+.1f} KiB"  # + 0.0: no "-0.0"
     return f"{value:.3g} {unit}"
+
+
+def _cell(value: Optional[float], unit: str) -> str:
+    return "" if value is None else format_value(value, unit)
 
 
 def _load(value: object) -> str:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.benchmarks import run as bench_run
-from tests.benchmarks.harness import Report, Row, paired_overheads, percentile
+from tests.benchmarks.harness import Report, Row, paired_overheads, percentile, ratio
 
 
 @pytest.fixture(autouse=True)
@@ -20,26 +20,34 @@ def _no_otel_environment(monkeypatch):
 def _sane(rows):
     assert rows, "no rows"
     for r in rows:
-        assert math.isfinite(r.value), r
+        assert not math.isnan(r.value), r  # a ratio over a non-positive baseline is infinite (a miss), never nan
         assert r.budget is None or r.checked is False, f"a smoke run must not judge timings: {r.name}"
         assert r.passed, r
+        if r.budget is not None:  # a budget row shows what it compares
+            assert r.baseline is not None and r.figure is not None and r.figure_unit, f"{r.name}: no baseline/figure"
+            assert math.isfinite(r.baseline) and math.isfinite(r.figure), r
+        assert "before" not in r.name and "/before" not in r.key, r
 
 
-def test_calls_when_run_once_then_every_target_and_variant_has_a_row_with_before_and_after():
-    from tests.benchmarks.bench_calls import BUDGETED, run_calls
+def test_calls_when_run_once_then_metrics_only_has_a_ratio_to_prometheus_and_the_rest_no_budget():
+    from tests.benchmarks.bench_calls import BUDGETED, RATIO_BUDGET, run_calls
 
     rows = bench_run._runner("calls")(checked=False, **bench_run.QUICK["calls"])
 
     _sane(rows)
-    names = [r.name for r in rows]
-    for variant in ("metrics only", "sampler off", "recording span"):
-        assert sum(variant in n and "before" in n for n in names) == 5
-        assert sum(variant in n and r.budget is not None for n, r in zip(names, rows)) == len(BUDGETED[variant])
+    budgeted = [r for r in rows if r.budget is not None]
+    assert [r.key for r in budgeted] == [f"calls/metrics only/{name}" for name in BUDGETED]
+    assert all(r.unit == "x" and r.budget == RATIO_BUDGET and "prometheus_client" in r.measure for r in budgeted)
+    for variant in ("sampler off", "recording span"):
+        informational = [r for r in rows if r.key.startswith(f"calls/{variant}/")]
+        assert len(informational) == 5 and all(r.budget is None and r.unit == "ns" for r in informational)
+        assert all(r.baseline is not None and r.figure is not None for r in informational)
+    assert all("a bare SDK span" in r.note for r in rows if r.key.startswith("calls/recording span/"))
     # with no span ever made, signal.generate is left unpatched (the signal is counted at risk.check)
-    assert [n for n in names if "signal.generate" in n and "not patched" in n] == [
-        "signal.generate (span only; 8 calls a cycle) · metrics only · after (not patched)",
-        "signal.generate (span only; 8 calls a cycle) · sampler off · after (not patched)"]
-    assert any("patch floor" in n for n in names)
+    assert [r.name for r in rows if "signal.generate" in r.name and "not patched" in r.name] == [
+        "signal.generate (span only; 8 calls a cycle) · metrics only (not patched)",
+        "signal.generate (span only; 8 calls a cycle) · sampler off (not patched)"]
+    assert {r.key for r in rows} >= {"calls/patch floor", "calls/patch floor/plain"}
     assert run_calls  # the module's public entry point
 
 
@@ -47,20 +55,28 @@ def test_engine_when_run_once_then_all_variants_ran_with_identical_journals():
     rows, notes = bench_run._runner("engine")(checked=False, **bench_run.QUICK["engine"])
 
     _sane(rows)
-    assert len(rows) == 6
-    assert all(r.value > 0 for r in rows if r.unit in ("x", "ms"))
-    assert "byte-identical across all 6 variants: True" in notes[0]
+    assert [r.key for r in rows] == ["engine/baseline", "engine/patch floor", "engine/metrics only",
+                                     "engine/full tracing", "engine/publishing", "engine/publishing hook"]
+    assert [r.budget for r in rows] == [None, None, 1.10, 1.5, 1.30, None]
+    assert all(r.value > 0 for r in rows if r.unit in ("x", "µs") and r.key != "engine/full tracing")
+    full = rows[3]
+    assert full.baseline > 0 and full.data["spans_per_cycle"] > 0 and full.data["span_ns"] > 0
+    assert "file writes" in rows[4].note and "handed to the hook" in rows[5].note
+    assert "byte-identical across all 6 variants: True" in notes[0] and notes[1].startswith("Publishing")
 
 
-def test_snapshot_when_run_on_two_scales_then_series_grow_and_growth_is_reported():
+def test_snapshot_when_run_on_two_scales_then_the_budgeted_scale_is_a_ratio_to_the_sdk_and_growth_is_reported():
+    from tests.benchmarks.bench_snapshot import BUDGET_SYMBOLS, RATIO_BUDGET
+
     rows, notes = bench_run._runner("snapshot")(checked=False, **bench_run.QUICK["snapshot"])
 
     _sane(rows)
     scales = [r for r in rows if "counter series" in r.name]
     series = [int(r.name.split(": ")[1].split()[0].replace(",", "")) for r in scales]
     assert len(scales) == 2 and series[0] < series[1]
-    assert all(r.value > 0 for r in scales)
-    assert rows[-1].name.startswith("growth") and notes
+    assert all(r.value > 0 and r.unit == "x" and r.baseline > 0 and r.figure > 0 for r in scales)
+    assert [r.key for r in rows if r.budget == RATIO_BUDGET] == [f"snapshot/{BUDGET_SYMBOLS}"]
+    assert rows[-1].name.startswith("growth") and rows[-1].baseline is not None and notes
 
 
 def test_memory_when_run_in_a_fresh_interpreter_then_counts_every_event():
@@ -70,11 +86,15 @@ def test_memory_when_run_in_a_fresh_interpreter_then_counts_every_event():
     assert len(rows) == 1 and "RSS" in rows[0].note
 
 
-def test_alternatives_when_run_once_then_each_approach_recorded_the_veto():
+def test_alternatives_when_run_once_then_each_approach_recorded_the_veto_as_a_ratio_to_prometheus_bound():
     rows = bench_run._runner("alternatives")(checked=False, **bench_run.QUICK["alternatives"])
 
     _sane(rows)
-    assert len(rows) == 5 and "naive" in rows[0].name and "otel_diag" in rows[-1].name
+    assert [r.key for r in rows] == ["alternatives/naive", "alternatives/prom per call", "alternatives/prom bound",
+                                     "alternatives/sdk sync", "alternatives/otel_diag wrapt", "alternatives/otel_diag"]
+    reference = rows[2].figure
+    assert all(r.unit == "x" and r.baseline == reference and r.figure is not None for r in rows)
+    assert "wrapt.FunctionWrapper" in rows[4].name and "patch_function" in rows[5].name
 
 
 def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_journal_is_the_same():
@@ -97,15 +117,37 @@ def test_readers_when_run_once_then_loader_and_status_have_a_ratio_for_each_shap
     assert all(r.value > 0 and r.data["block_kib"] < 64 for r in rows) and "5 min 22 s" in notes[0]
 
 
-def test_main_when_quick_then_writes_the_report_and_exits_zero(tmp_path):
+def test_main_when_quick_then_writes_the_report_with_baseline_figure_and_ratio_and_exits_zero(tmp_path):
     out = tmp_path / "benchmarks.md"
 
     code = bench_run.main(["--quick", "--only", "alternatives", "--output", str(out)])
 
     text = out.read_text(encoding="utf-8")
     assert code == 0
-    assert "## Machine" in text and "opentelemetry-sdk" in text and "| # | benchmark |" in text
+    assert "## Machine" in text and "opentelemetry-sdk" in text
+    assert "| # | benchmark | variant | measure | baseline | figure | ratio (or value) | budget | result |" in text
     assert "smoke run" in text
+
+
+def test_main_when_a_ratio_budget_is_missed_then_exits_one_and_names_the_row(tmp_path, monkeypatch, capsys):
+    def run(only, quick=False, log=None):
+        report = Report(info={"CPU": "test"})
+        report.add([Row("g", "within", "ours / theirs", 0.9, "x", baseline=1000.0, figure=900.0, figure_unit="ns",
+                        budget=1.0, budget_text="≤ 1.0×"),
+                     Row("g", "over budget", "ours / theirs", 1.2, "x", baseline=1000.0, figure=1200.0,
+                         figure_unit="ns", budget=1.0, budget_text="≤ 1.0×")])
+        return report
+
+    monkeypatch.setattr(bench_run, "run", run)
+    out = tmp_path / "benchmarks.md"
+
+    code = bench_run.main(["--only", "calls", "--output", str(out)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "1 budget(s) missed" in err and "g | over budget: 1.200×" in err and "within" not in err
+    assert "| over budget | ours / theirs | +1.00 µs | +1.20 µs | 1.200× | ≤ 1.0× | **MISSED** |" in \
+        out.read_text(encoding="utf-8")
 
 
 def test_main_when_unknown_benchmark_then_exits_two(capsys):
@@ -120,6 +162,11 @@ def test_report_when_a_checked_budget_is_exceeded_then_it_is_missed():
 
     assert [r.name for r in report.missed] == ["missed"]
     assert "**MISSED**" in report.markdown("now", 1.0, (None, None))
+
+
+def test_ratio_when_the_baseline_is_not_positive_then_infinite_so_a_checked_budget_is_missed():
+    assert ratio(3.0, 2.0) == 1.5 and ratio(1.0, 0.0) == math.inf and ratio(1.0, -5.0) == math.inf
+    assert not Row("g", "r", "m", ratio(1.0, 0.0), "x", baseline=0.0, figure=1.0, figure_unit="ns", budget=1.0).passed
 
 
 def test_paired_overheads_when_run_then_one_finite_overhead_per_variant_and_a_baseline():

@@ -52,3 +52,29 @@ def test_prometheus_names_when_real_exporter_then_spelled_alike():
     assert f'{_internals.prometheus_metric_name("a.b_total", "{thing}", counter=True)}{{' in text
     assert f'{_internals.prometheus_label("x.y")}="1"' in text
     assert f'\n{_internals.prometheus_metric_name("c.d", "s", counter=False)}{{otel_scope_name="probe"' in text
+
+
+def test_suppress_keys_when_suppressed_either_way_then_read_as_the_public_function_reads_them():
+    from opentelemetry import context
+    from opentelemetry.instrumentation import utils
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+
+    def suppressed_as_the_wrappers_read_it() -> bool:
+        ctx = _internals.current_context()
+        assert ctx is context.get_current()  # the current context, read where the API reads it
+        return any(ctx.get(key) for key in _internals.SUPPRESS_KEYS)
+
+    # the keys are the ones the public API sets and reads
+    assert _internals.SUPPRESS_KEYS == (context._SUPPRESS_INSTRUMENTATION_KEY, utils._SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+    seen = [(suppressed_as_the_wrappers_read_it(), not is_instrumentation_enabled())]
+    with suppress_instrumentation():
+        seen.append((suppressed_as_the_wrappers_read_it(), not is_instrumentation_enabled()))
+    for key in _internals.SUPPRESS_KEYS:  # each key alone, as other instrumentations set them
+        token = context.attach(context.set_value(key, True))
+        try:
+            seen.append((suppressed_as_the_wrappers_read_it(), not is_instrumentation_enabled()))
+        finally:
+            context.detach(token)
+    seen.append((suppressed_as_the_wrappers_read_it(), not is_instrumentation_enabled()))
+
+    assert seen == [(False, False), (True, True), (True, True), (True, True), (False, False)]
