@@ -93,6 +93,8 @@ class RunHooks:
     on_cycle: Optional[Callable[[CycleResult], None]] = None
     on_publish: Optional[Callable[[dict], None]] = None
     configure_kwargs: dict = field(default_factory=dict)
+    # the wall clock the state files are stamped (written_at) and, in a replay, paced with (default time.time)
+    wall_clock: Optional[Callable[[], float]] = None
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -232,7 +234,8 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
                                               else opts.replay_min_write_seconds)
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
                                              service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
-                                             telemetry=telemetry, before_write=journal.sync, min_write_seconds=min_write)
+                                             telemetry=telemetry, before_write=journal.sync, min_write_seconds=min_write,
+                                             wall_clock=hooks.wall_clock or wall_clock)
     except BaseException:
         if telemetry is not None:
             import otel_diag

@@ -7,7 +7,10 @@ engine's own results — a ``RiskDecision`` carries its signal and says why it v
 Signals are counted where every signal passes, the risk check, not at ``signal.generate``: the
 generator runs for every symbol on every bar and mostly returns nothing, so with tracing off
 it is not patched at all (8 of the 12.6 wrapped calls a cycle at 8 symbols; docs/benchmarks.md).
-With tracing on it is a span (``signal.generate``, a child of ``executor.cycle``).
+Likewise a TWAP slice and its fill or reject are counted at ``order.route``, from the
+``RouteResult`` that lists every slice, so ``order.twap_slice`` (1.5 calls a cycle) is not
+patched with tracing off either. With tracing on both are spans (children of ``executor.cycle``
+and ``order.route``).
 """
 from __future__ import annotations
 
@@ -61,10 +64,15 @@ def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
     span.set_attributes(attributes)  # one call: the SDK takes its span lock once per call
 
 
-# -- order.route -----------------------------------------------------------------------
+# -- order.route: the order, its route event, and each slice's outcome, read from the RouteResult ---------
 def _record_route(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
     order = _arg(args, kwargs, 0, "order")
-    b.state.hit2(b.orders[order.symbol], sc.EVENT_ORDER, b.router[sc.ROUTER_ROUTE], sc.EVENT_ROUTER, trace_id)
+    state, router = b.state, b.router
+    state.hit2(b.orders[order.symbol], sc.EVENT_ORDER, router[sc.ROUTER_ROUTE], sc.EVENT_ROUTER, trace_id)
+    if result is not _MISSING:  # a route that raised counts its order; its slices are in no result
+        for child in result.slices:
+            outcome = sc.ROUTER_FILL if child.fill is not None else sc.ROUTER_REJECT
+            state.hit2(router[sc.ROUTER_TWAP_SLICE], sc.EVENT_ROUTER, router[outcome], sc.EVENT_ROUTER, trace_id)
 
 
 def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
@@ -74,16 +82,7 @@ def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
                          sc.ATTR_ROUTER_EVENT: sc.ROUTER_ROUTE})
 
 
-# -- order.twap_slice ------------------------------------------------------------------
-def _record_slice(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-    router = b.router
-    if result is _MISSING:
-        b.state.hit(router[sc.ROUTER_TWAP_SLICE], sc.EVENT_ROUTER, trace_id)
-    else:
-        outcome = sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT
-        b.state.hit2(router[sc.ROUTER_TWAP_SLICE], sc.EVENT_ROUTER, router[outcome], sc.EVENT_ROUTER, trace_id)
-
-
+# -- order.twap_slice (span only: its slice and fill or reject are counted at order.route) ------------
 def _annotate_slice(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
     order = _arg(args, kwargs, 0, "order")
     attributes = {sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
@@ -163,7 +162,7 @@ TARGETS: Tuple[Target, ...] = (
     Target("execution.signal_generator", "SignalGenerator.generate", EventSpec(sc.SPAN_SIGNAL_GENERATE, None, _annotate_signal)),
     Target("execution.risk_limits", "RiskEngine.check", EventSpec(sc.SPAN_RISK_CHECK, _record_risk, _annotate_risk)),
     Target("execution.order_router", "OrderRouter.route_order", EventSpec(sc.SPAN_ORDER_ROUTE, _record_route, _annotate_order)),
-    Target("execution.order_router", "OrderRouter.route_twap_slice", EventSpec(sc.SPAN_ORDER_TWAP_SLICE, _record_slice, _annotate_slice)),
+    Target("execution.order_router", "OrderRouter.route_twap_slice", EventSpec(sc.SPAN_ORDER_TWAP_SLICE, None, _annotate_slice)),
     Target("execution.paper_exchange", "PaperExchange.place_order", EventSpec(sc.SPAN_EXCHANGE_PLACE_ORDER, None, _annotate_exchange)),
     Target("execution.exit_scanner", "ExitScanner.scan", EventSpec(sc.SPAN_EXIT_SCAN, _record_scan, _annotate_scan)),
     Target("execution.exit_scanner", "ExitScanner.trigger_exit", EventSpec(sc.SPAN_EXIT_TRIGGER, _record_trigger, _annotate_trigger)),

@@ -78,8 +78,9 @@ def prometheus_hosts():
     """prometheus_client written into the engine's code: labels bound every call, and children bound once.
 
     The bound host records, for each of bench_calls' metrics-only cases, the events otel_diag records:
-    ``approve`` a signal, ``check`` a signal and its veto, ``route_order`` an order and a router event —
-    each a ``Counter`` child ``inc()`` and the ``Gauge`` child of its last-event time ``set(time.time())``.
+    ``approve`` a signal, ``check`` a signal and its veto, ``route_order`` an order and its route event, and
+    per slice the slice and its fill or reject — each a ``Counter`` child ``inc()`` and the ``Gauge`` child of
+    its last-event time ``set(time.time())``.
     """
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -107,6 +108,8 @@ def prometheus_hosts():
     bound_order = orders.labels(ROUTE.order.symbol)
     bound_last_order = last.labels(sc.EVENT_ORDER)
     bound_route = router.labels(sc.ROUTER_ROUTE)
+    bound_slice = router.labels(sc.ROUTER_TWAP_SLICE)
+    bound_outcome = {sc.ROUTER_FILL: router.labels(sc.ROUTER_FILL), sc.ROUTER_REJECT: router.labels(sc.ROUTER_REJECT)}
     bound_last_router = last.labels(sc.EVENT_ROUTER)
 
     class Bound(StubHost):
@@ -134,6 +137,10 @@ def prometheus_hosts():
             bound_last_order.set(time.time())
             bound_route.inc()
             bound_last_router.set(time.time())
+            for child in result.slices:  # each slice and its fill or reject
+                bound_slice.inc()
+                bound_outcome[sc.ROUTER_FILL if child.fill is not None else sc.ROUTER_REJECT].inc()
+                bound_last_router.set(time.time())
             return result
 
     return PerCall(), Bound(), registry

@@ -10,7 +10,7 @@ where the instrumentor does (``signal.generate`` when no span is ever made); the
 timed in the same rounds, and every figure is an overhead over it.
 
 - **metrics only**, the budget: each case that records events (``risk.check`` approved: a signal;
-  vetoed: a signal and a veto; ``order.route``: an order and a router event) is timed in the same
+  vetoed: a signal and a veto; ``order.route``: an order, its route event, its one slice and that slice's reject) is timed in the same
   rounds as a prometheus_client host that records the same events in the engine's code, children
   bound once (``bench_alternatives.prometheus_hosts``: per event a ``Counter`` child ``inc()`` and
   a ``Gauge`` child ``set(time.time())`` for its last time). The row is otel_diag's overhead over

@@ -1,71 +1,72 @@
-"""Benchmark 2: a whole replay, instrumented vs ``--no-instrument``, in the same process and run.
+"""Benchmark 2: whole replays, instrumented vs ``--no-instrument``, run in lockstep.
 
 Usage::
 
-    rows, notes = run_engine(bars=5_000, repeats=5)
+    rows, notes = run_engine(bars=5_000, chunk=50)
 
-Variants, interleaved repeat by repeat (each on a fresh state dir, the engine's own
-``execution.executor_live.run``; per-cycle times from ``RunHooks.on_cycle`` with
-``perf_counter_ns``):
+Every variant is a real replay (``execution.executor_live.run``: the shipped strategy, 8 symbols,
+seed 7) in a process of its own. The processes take turns, ``chunk`` cycles at a time, in an
+order that rotates every round; only one runs at a time. A variant's loop time is the sum of its
+turns (from the turn's start to its last cycle's ``on_cycle``; start-up, configure, the final
+publish and shutdown excluded). This machine's speed drifts over seconds — whole replays run one
+after another differed by up to 2× — and here every variant samples each phase within
+milliseconds of the others, so a ratio compares like with like.
+
+Variants:
 
 - ``no-instrument``: the baseline (``RunOptions(instrument=False)``);
-- ``patch floor``: patched like ``metrics only``, but from the second cycle on every wrapper returns
-  at its first line (binding detached): what the patches cost before otel_diag does anything;
+- ``patch floor``: patched like ``metrics only``, every wrapper returning at its first line from the
+  first cycle on (binding detached): what the patches cost before otel_diag does anything;
 - ``metrics only``: ``configure(tracing=False)``, no publisher — the trading loop's cost, budget
   ≤ 1.10× the baseline;
 - ``full tracing``: every span recorded into a BatchSpanProcessor whose exporter drops them
-  (``tests.fixtures.collectors.DropSpans``), no publisher. Its budget compares what it adds to a
-  cycle with what the OpenTelemetry SDK itself charges for as many spans: after each repeat, bursts
-  of bare spans (``with tracer.start_as_current_span(name): pass``) on a TracerProvider with a
-  BatchSpanProcessor over ``DropSpans`` — the set-up the variant uses — are timed in this process;
-  the added time per cycle / (spans exported per cycle × the median bare-span cost) ≤ 1.5;
-- ``metrics + publishing``: the shipped config (``config/strategy_config.json``), whose publisher
-  evaluates every ``publish_interval_seconds`` of *engine* time — every bar in a replay of 60 s
-  bars — budget ≤ 1.30× the baseline. ``RunSummary.publishes`` counts the file writes and
-  ``RunSummary.evaluations`` (where the engine reports it) the interval evaluations;
+  (``tests.fixtures.collectors.DropSpans``), no publisher;
+- ``bare SDK spans``: the baseline of the tracing budget — the engine hand-instrumented with nothing
+  but the SDK's own spans (``with tracer.start_as_current_span(name)``) at the very calls otel_diag
+  traces, patched the same way (``otel_diag.wrappers.patch_function``), into the same kind of
+  provider and processor: as many spans, nested alike, with no attribute, count or stamp. The budget:
+  what full tracing adds to a cycle ≤ 1.5× what these bare spans add;
+- ``metrics + publishing``: the shipped config, whose publisher evaluates every
+  ``publish_interval_seconds`` of engine time — every bar in a replay of 60 s bars — and writes the
+  state files at most every ``REPLAY_MIN_WRITE_SECONDS`` of wall time; budget ≤ 1.30× the baseline;
 - ``metrics + publishing + on_publish hook``: the same with ``RunHooks(on_publish=...)``, so every
   interval's document is built and handed to the hook: information, no budget.
 
-The replay is deterministic, so a cycle does the same work in every repeat: a variant's loop time
-is the sum over cycles of each cycle's median across repeats, which a burst of noise in one run
-does not move. File writes paced by wall time do not fall on the same cycles in every repeat, so
-a publishing run adds its own largest excesses over those medians, one per such write.
+Every process's state files are stamped and paced by its own running time (``RunHooks.wall_clock``:
+wall time less the time spent waiting for its turn), so a publishing replay writes as often as it
+would alone. Each process checks that trading was untouched (the journal's digest, compared across
+variants here) and that the engine's functions are the originals again after the run.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON
-
-from execution.executor_live import RunHooks, RunOptions, run
-from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
-from otel_diag.wrappers import ACTIVE
-from tests.benchmarks.fixtures import quiet_otel
 from tests.benchmarks.harness import Row, percentile, ratio
-from tests.fixtures.collectors import DropSpans
 
 SHIPPED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "strategy_config.json")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BASELINE = "no-instrument"
 PUBLISHING = "metrics + publishing"
 HOOKED = "metrics + publishing + on_publish hook"
-VARIANTS = ("no-instrument", "patch floor", "metrics only", "full tracing", PUBLISHING, HOOKED)
+TRACING, BARE_SPANS = "full tracing", "bare SDK spans"
+VARIANTS = (BASELINE, "patch floor", "metrics only", TRACING, BARE_SPANS, PUBLISHING, HOOKED)
 RATIO_BUDGET = 1.10
 PUBLISHING_BUDGET = 1.30
 TRACING_BUDGET = 1.5  # otel_diag's added cost per cycle / the SDK's own cost of as many bare spans
-SPAN_BURSTS = 3  # bursts of bare spans timed after each repeat
-BARE_SPAN = "bench.bare_span"
-EVALUATIONS_FIELDS = ("evaluations", "publish_ticks")  # RunSummary's count of publish intervals evaluated, if any
-WRITE_CADENCE_NAMES = ("REPLAY_WRITE_MIN_SECONDS", "REPLAY_MIN_WRITE_SECONDS")  # execution.state_publish, if any
+_PREFIX = "BENCH "  # the lines of the protocol on a child's stdout (anything else there is ignored)
 
 
+# -- the child: one replay, taking turns ---------------------------------------------------------
 def _configs(folder: str) -> Dict[str, str]:
     """The shipped config, and the same with the publisher off (the loop alone)."""
     with open(SHIPPED_CONFIG, encoding="utf-8") as fh:
@@ -77,247 +78,350 @@ def _configs(folder: str) -> Dict[str, str]:
     return {"loop": loop, "shipped": os.path.abspath(SHIPPED_CONFIG)}
 
 
-def _engine_functions() -> Dict[str, object]:
-    """What each patch-table target's class holds now (the same objects as before any run, if all is well)."""
+class _Turns:
+    """The child's side of the lockstep: waits for its turn, times it, reports it."""
+
+    def __init__(self, chunk: int, bars: int, between=None) -> None:
+        self.chunk, self.bars, self.between = chunk, bars, between
+        self.cycles = 0
+        self.paused_ns = 0  # wall time spent waiting for a turn
+        self.started = 0
+        self.last = 0
+        self.cycle_ns: List[int] = []
+
+    def wall_clock(self) -> float:
+        """Wall time less the time spent waiting: the process's own running time, on the calendar."""
+        return time.time() - self.paused_ns / 1e9
+
+    def _send(self, line: str) -> None:
+        sys.stdout.write(_PREFIX + line + "\n")
+        sys.stdout.flush()
+
+    def _wait(self) -> None:
+        waited = time.perf_counter_ns()
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("bench_engine child: the parent went away")
+        now = time.perf_counter_ns()
+        self.paused_ns += now - waited
+        self.started = self.last = now
+
+    def on_cycle(self, _result: object) -> None:
+        now = time.perf_counter_ns()
+        self.cycles += 1
+        if self.cycles > 1:
+            self.cycle_ns.append(now - self.last)
+        self.last = now
+        if self.cycles == 1:  # start-up done: the first turn starts with the second cycle
+            self._send("ready")
+            self._wait()
+        elif (self.cycles - 1) % self.chunk == 0 or self.cycles == self.bars:
+            if self.between is not None:  # before handing over: nothing of this process runs in another's turn
+                self.between()
+            self._send(f"turn {now - self.started}")
+            if self.cycles < self.bars:
+                self._wait()
+
+
+def _bare_span_patches(tracer) -> List[Tuple[object, str, object]]:
+    """Patch every target of otel_diag's table with a bare SDK span; (owner, attribute, original) to undo it."""
+    import importlib
+
+    from otel_diag.instrumentor import _owner
+    from otel_diag.targets import TARGETS
+    from otel_diag.wrappers import patch_function
+
+    def span_wrapper(name: str):
+        def wrapper(wrapped, instance, args, kwargs):
+            with tracer.start_as_current_span(name):
+                return wrapped(*args, **kwargs)
+
+        return wrapper
+
+    undo = []
+    for target in TARGETS:
+        owner, attr = _owner(importlib.import_module(target.module), target.name)
+        original = owner.__dict__[attr]
+        setattr(owner, attr, patch_function(original, span_wrapper(target.spec.span_name)))
+        undo.append((owner, attr, original))
+    return undo
+
+
+def child(variant: str, bars: int, chunk: int, folder: str, config: str, cpu: int) -> int:
+    """One variant's replay, taking turns with the others; its facts as the last protocol line."""
+    from execution.executor_live import RunHooks, RunOptions, run
+    from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
+    from otel_diag.wrappers import ACTIVE
+    from tests.benchmarks.fixtures import quiet_otel
+    from tests.fixtures.collectors import DropSpans
+
+    if hasattr(os, "sched_setaffinity"):  # every replay on the same CPU: two vCPUs need not run alike
+        os.sched_setaffinity(0, {cpu})
     import_engine()
-    return target_functions()
-
-
-def _run_once(variant: str, bars: int, configs: Dict[str, str], folder: str,
-              originals: Dict[str, object]) -> Tuple[List[int], dict]:
-    """One replay; the perf_counter_ns of every cycle's end, and facts about the run."""
-    stamps: List[int] = []
+    originals = target_functions()
     exporter = DropSpans()
-    bound: List[str] = []  # the binding in force during the first cycle
-    handed = [0]  # documents handed to the on_publish hook
+    processor = None
+    if variant in (TRACING, BARE_SPANS):
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    def on_cycle(_result: object) -> None:
+        processor = BatchSpanProcessor(exporter)
+
+    def between() -> None:
+        # The turn's spans are exported now, between turns: the export thread must not run in another
+        # process's turn (every process shares one CPU).
+        processor.force_flush()
+
+    turns = _Turns(chunk, bars, between=between if processor is not None else None)
+    bound: List[str] = []
+    handed = [0]
+
+    def on_cycle(result: object) -> None:
         if not bound:
             bound.append(type(ACTIVE.binding).__name__)
-            if variant == "patch floor":  # cycle intervals start at the first on_cycle: all detached
+            if variant == "patch floor":
                 ACTIVE.binding = None
-        stamps.append(time.perf_counter_ns())
+        turns.on_cycle(result)
 
     def on_publish(_doc: dict) -> None:
         handed[0] += 1
 
-    hooks = RunHooks(on_cycle=on_cycle)
-    publishing = variant in (PUBLISHING, HOOKED)
-    opts = RunOptions(config_path=configs["shipped" if publishing else "loop"],
-                      state_dir=tempfile.mkdtemp(prefix=variant.split()[0] + "-", dir=folder), cycles=bars, seed=7)
-    if variant == "no-instrument":
+    hooks = RunHooks(on_cycle=on_cycle, wall_clock=turns.wall_clock, on_publish=on_publish if variant == HOOKED else None)
+    opts = RunOptions(config_path=config,
+                      state_dir=tempfile.mkdtemp(prefix="state-", dir=folder), cycles=bars, seed=7)
+    undo: List[Tuple[object, str, object]] = []
+    if variant in (BASELINE, BARE_SPANS):
         opts.instrument = False
-    elif variant == "full tracing":
-        hooks.span_processors = [BatchSpanProcessor(exporter)]
+    if variant == BARE_SPANS:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
+        provider = TracerProvider(resource=Resource.create(), sampler=DEFAULT_ON, shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        undo = _bare_span_patches(provider.get_tracer("bench.bare_spans"))
+    elif variant == TRACING:
+        hooks.span_processors = [processor]
         hooks.configure_kwargs = {"env": {}}
-    else:
+    elif variant != BASELINE:
         hooks.configure_kwargs = {"tracing": False, "env": {}}
-    if variant == HOOKED:
-        hooks.on_publish = on_publish
-    summary = run(opts, hooks)
+    try:
+        with quiet_otel():
+            summary = run(opts, hooks)
+    finally:
+        for owner, attr, original in undo:
+            setattr(owner, attr, original)
+    if processor is not None:
+        processor.force_flush()
     with open(os.path.join(opts.state_dir, "journal.jsonl"), "rb") as fh:
-        journal = fh.read()
-    assert ExecutionInstrumentor.patched() == [], "the engine stayed patched after the run"
-    assert _engine_functions() == originals, "an engine function is not the original object after the run"
-    expected = "NoneType" if variant == "no-instrument" else "Binding"
-    assert bound == [expected], f"{variant}: ran with {bound}, expected {expected}"
-    shutil.rmtree(opts.state_dir, ignore_errors=True)
-    return stamps, {"cycles": summary.cycles, "publishes": summary.publishes,
-                    "evaluations": _evaluations(summary), "handed": handed[0],
-                    "spans": exporter.exported, "journal": journal}
+        journal = hashlib.sha256(fh.read()).hexdigest()
+    expected = "NoneType" if variant in (BASELINE, BARE_SPANS) else "Binding"
+    cycles = turns.cycle_ns
+    facts = {
+        "cycles": summary.cycles, "publishes": summary.publishes, "ticks": summary.publish_ticks,
+        "handed": handed[0], "spans": exporter.exported, "journal": journal,
+        "bound_ok": bound == [expected], "bound": bound,
+        "restored": ExecutionInstrumentor.patched() == [] and target_functions() == originals,
+        "p50_ms": percentile(cycles, 50) / 1e6, "p99_ms": percentile(cycles, 99) / 1e6,
+    }
+    turns._send("facts " + json.dumps(facts))
+    return 0
 
 
-def _evaluations(summary: object) -> Optional[int]:
-    """The publish intervals of engine time the run evaluated, where the engine's ``RunSummary`` reports them."""
-    for name in EVALUATIONS_FIELDS:
-        value = getattr(summary, name, None)
-        if value is not None:
-            return int(value)
-    return None
+# -- the parent: the turns, the rows ---------------------------------------------------------------
+class _Child:
+    def __init__(self, variant: str, bars: int, chunk: int, folder: str, config: str,
+                 cpu: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every process
+        self.variant = variant
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.bench_engine", "--child", variant, "--bars", str(bars),
+             "--chunk", str(chunk), "--folder", folder, "--config", config,
+             "--cpu", str(cpu)],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
+    def read(self) -> Tuple[str, str]:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"bench_engine: the {self.variant!r} replay ended early "
+                                   f"(exit {self.proc.wait()}); run it alone to see why")
+            if line.startswith(_PREFIX):
+                word, _, rest = line[len(_PREFIX):].strip().partition(" ")
+                return word, rest
 
-class _BareSpans:
-    """The OpenTelemetry SDK's own cost of a recorded span, with the full-tracing variant's set-up."""
+    def expect(self, word: str) -> str:
+        got, rest = self.read()
+        if got != word:
+            raise RuntimeError(f"bench_engine: the {self.variant!r} replay said {got!r}, expected {word!r}")
+        return rest
 
-    def __init__(self, burst: int) -> None:
-        self.burst = burst
-        self.provider = TracerProvider(resource=Resource.create(), sampler=DEFAULT_ON, shutdown_on_exit=False)
-        self.exporter = DropSpans()
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("bench.engine")
-        self.samples: List[float] = []  # ns per span, one per burst
-        self.time_burst()  # warm-up, not kept
-        self.samples.clear()
-
-    def time_burst(self) -> None:
-        tracer, name = self.tracer, BARE_SPAN
-        start = time.perf_counter_ns()
-        for _ in range(self.burst):
-            with tracer.start_as_current_span(name):
-                pass
-        self.samples.append((time.perf_counter_ns() - start) / self.burst)
-        self.provider.force_flush()
+    def go(self) -> int:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return int(self.expect("turn"))
 
     def close(self) -> None:
-        self.provider.shutdown()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
-def _write_excess(runs: List[List[float]], writes: int) -> float:
-    """Per run, the sum of its ``writes`` largest excesses over each cycle's median across runs; the median.
-
-    Nothing when the loop writes on most cycles: the per-cycle medians hold the writes already.
-    """
-    medians = [statistics.median(c) for c in zip(*runs)]
-    if writes <= 0 or writes * 2 > len(medians):
-        return 0.0
-    per_run = []
-    for r in runs:
-        excess = sorted((max(0.0, x - m) for x, m in zip(r, medians)), reverse=True)
-        per_run.append(sum(excess[:writes]))
-    return statistics.median(per_run)
-
-
-def run_engine(bars: int = 5_000, repeats: int = 5, span_burst: int = 2_000,
-               checked: bool = True) -> Tuple[List[Row], List[str]]:
-    runs: Dict[str, List[List[float]]] = {v: [] for v in VARIANTS}  # per repeat, the cycle intervals (ms)
-    facts: Dict[str, dict] = {}
-    folder = tempfile.mkdtemp(prefix="otel-diag-bench-")
-    originals = _engine_functions()  # the engine's own functions, taken before any variant runs
-    assert ExecutionInstrumentor.patched() == [], "the engine is patched before the benchmark starts"
-    bare_spans: Optional[_BareSpans] = None
+def _lockstep(bars: int, chunk: int, folder: str) -> Tuple[Dict[str, List[int]], Dict[str, dict]]:
+    configs = _configs(folder)
+    cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    children = {v: _Child(v, bars, chunk, folder, configs["shipped" if v in (PUBLISHING, HOOKED) else "loop"],
+                          cpu) for v in VARIANTS}
     try:
-        configs = _configs(folder)
-        with quiet_otel():
-            bare_spans = _BareSpans(max(10, min(span_burst, 16 * bars)))
-            for rep in range(repeats):
-                order = VARIANTS[rep % len(VARIANTS):] + VARIANTS[:rep % len(VARIANTS)]
-                for variant in order:
-                    stamps, fact = _run_once(variant, bars, configs, folder, originals)
-                    assert fact["cycles"] == bars and len(stamps) == bars, (variant, fact["cycles"], len(stamps))
-                    runs[variant].append([(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])])
-                    facts[variant] = fact
-                for _ in range(SPAN_BURSTS):
-                    bare_spans.time_burst()
+        for c in children.values():
+            c.expect("ready")
+        turns: Dict[str, List[int]] = {v: [] for v in VARIANTS}
+        rounds = -(-(bars - 1) // chunk)
+        for r in range(rounds):
+            for v in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+                turns[v].append(children[v].go())
+        facts = {v: json.loads(c.expect("facts")) for v, c in children.items()}
+        for c in children.values():
+            if c.proc.wait(timeout=60) != 0:
+                raise RuntimeError(f"bench_engine: the {c.variant!r} replay exited {c.proc.returncode}")
+        return turns, facts
     finally:
-        if bare_spans is not None:
-            bare_spans.close()
-        shutil.rmtree(folder, ignore_errors=True)
-    journals = {v: f.pop("journal") for v, f in facts.items()}
-    identical = len(set(journals.values())) == 1
+        for c in children.values():
+            c.close()
+
+
+def run_engine(bars: int = 5_000, chunk: int = 50, repeats: int = 3,
+               checked: bool = True) -> Tuple[List[Row], List[str]]:
+    """``repeats`` lockstep runs, each with fresh processes (a process's memory layout moves its speed by a few
+    percent); a variant's figure is the median over repeats of its total time, each run's totals scaled to its
+    baseline's so that the ratios are the medians of the runs' ratios."""
+    assert bars >= 2 and chunk >= 1 and repeats >= 1, "a turn is at least one cycle after the first"
+    runs = []
+    for _ in range(repeats):
+        folder = tempfile.mkdtemp(prefix="otel-diag-bench-")
+        try:
+            runs.append(_lockstep(bars, chunk, folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    journals = set()
+    for _, facts in runs:
+        for v, f in facts.items():
+            assert f["cycles"] == bars, (v, f["cycles"])
+            assert f["bound_ok"], f"{v}: ran with {f['bound']}"
+            assert f["restored"], f"{v}: an engine function is not the original object after the run"
+            journals.add(f["journal"])
+        assert facts[HOOKED]["handed"] > 0, "the on_publish hook was never handed a document"
+    identical = len(journals) == 1
     assert identical, "journal.jsonl differs with instrumentation: telemetry changed trading"
-    assert facts[HOOKED]["handed"] > 0, "the on_publish hook was never handed a document"
 
-    wall = {v: sum(statistics.median(c) for c in zip(*r)) for v, r in runs.items()}
-    excess = {}
-    for v in (PUBLISHING, HOOKED):
-        # The writes paced by wall time: not the first (at the first tick, so in every repeat's first cycle and in
-        # its median) nor the final one (after the loop).
-        excess[v] = _write_excess(runs[v], facts[v]["publishes"] - 2)
-        wall[v] += excess[v]
-    cycles = {v: [x for run in r for x in run] for v, r in runs.items()}
-    base = wall["no-instrument"]
-    n = max(1, bars - 1)
-    per_cycle_us = {v: wall[v] / n * 1000 for v in VARIANTS}
-    p50 = {v: percentile(c, 50) for v, c in cycles.items()}
-    p99 = {v: percentile(c, 99) for v, c in cycles.items()}
-    group = f"2 engine ({bars:,} bars × 8 symbols)"
-    base_us = per_cycle_us["no-instrument"]
-    span_ns = statistics.median(bare_spans.samples)
-    spans_per_cycle = facts["full tracing"]["spans"] / bars
-    sdk_us = spans_per_cycle * span_ns / 1000
-    added_us = per_cycle_us["full tracing"] - base_us
+    n = bars - 1
+    base_total = statistics.median(sum(t[BASELINE]) for t, _ in runs)
+    total = {v: statistics.median(base_total * ratio(sum(t[v]), sum(t[BASELINE])) for t, _ in runs)
+             for v in VARIANTS}
+    turns = {v: [x for t, _ in runs for x in t[v]] for v in VARIANTS}
+    facts = {v: runs[-1][1][v] for v in VARIANTS}
+    assert all(f[TRACING]["spans"] == f[BARE_SPANS]["spans"] > 0 for _, f in runs), \
+        "the bare SDK spans are not as many as full tracing's"
+    per_cycle_us = {v: total[v] / n / 1000 for v in VARIANTS}
+    base_us = per_cycle_us[BASELINE]
+    group = f"2 engine ({bars:,} bars × 8 symbols; {repeats} × {len(turns[BASELINE]) // repeats} turns of {chunk} cycles)"
+    spans_per_cycle = facts[TRACING]["spans"] / bars
+    sdk_us = per_cycle_us[BARE_SPANS] - base_us
+    added_us = per_cycle_us[TRACING] - base_us
 
-    totals = {v: [sum(run) for run in r] for v, r in runs.items()}
-
-    def pct(v: str) -> str:
-        per_repeat = [ratio(t, b) for t, b in zip(totals[v], totals["no-instrument"])]
-        return (f"cycle p50 {p50[v]:.3f} ms ({p50[v] - p50['no-instrument']:+.3f}), "
-                f"p99 {p99[v]:.3f} ms ({p99[v] - p99['no-instrument']:+.3f}) vs. no-instrument; the whole-run ratio "
-                f"to the same repeat's no-instrument run, a gauge of this machine's noise: "
-                f"{min(per_repeat):.2f}–{max(per_repeat):.2f}×")
+    def noise(v: str) -> str:
+        rounds = sorted(ratio(a, b) for a, b in zip(turns[v], turns[BASELINE]))
+        f, b = facts[v], facts[BASELINE]
+        return (f"cycle p50 {f['p50_ms']:.3f} ms ({f['p50_ms'] - b['p50_ms']:+.3f}), p99 {f['p99_ms']:.3f} ms "
+                f"({f['p99_ms'] - b['p99_ms']:+.3f}) vs. no-instrument; per turn, the ratio to the same round's "
+                f"no-instrument turn: p10 {percentile(rounds, 10):.2f}, p50 {percentile(rounds, 50):.2f}, "
+                f"p90 {percentile(rounds, 90):.2f}×")
 
     def published(v: str) -> str:
         f = facts[v]
-        evaluations = f["evaluations"]
-        text = f"{f['publishes']:,} file writes, " + (
-            f"{evaluations:,} interval evaluations" if evaluations is not None
-            else "interval evaluations not reported by this engine's `RunSummary`")
+        text = f"{f['publishes']:,} file writes for {f['ticks']:,} interval evaluations"
         if v == HOOKED:
             text += f", {f['handed']:,} documents handed to the hook"
-        if excess[v] > 0:
-            text += (f"; the writes paced by wall time add {excess[v]:.2f} ms a run (their cycles' excess over the "
-                     f"per-cycle medians)")
         return text
 
     per_cycle = "mean cycle time / no-instrument's"
     rows = [
-        Row(group, "no-instrument (baseline)", "mean cycle time of the loop", base_us, "µs",
-            baseline=base_us, figure_unit="µs",
-            note=f"cycle p50 {p50['no-instrument']:.3f} ms, p99 {p99['no-instrument']:.3f} ms", key="engine/baseline",
-            data={f"per_cycle_us/{v}": per_cycle_us[v] for v in VARIANTS}),
+        Row(group, "no-instrument (baseline)", "mean cycle time of the loop", base_us, "µs", baseline=base_us,
+            figure_unit="µs", note=f"cycle p50 {facts[BASELINE]['p50_ms']:.3f} ms, p99 {facts[BASELINE]['p99_ms']:.3f} ms",
+            key="engine/baseline", data={f"per_cycle_us/{v}": per_cycle_us[v] for v in VARIANTS}),
         Row(group, "patch floor: patched, wrappers detached", per_cycle + " (information, no budget)",
-            ratio(wall["patch floor"], base), "x", baseline=base_us, figure=per_cycle_us["patch floor"],
+            ratio(total["patch floor"], total[BASELINE]), "x", baseline=base_us, figure=per_cycle_us["patch floor"],
             figure_unit="µs", key="engine/patch floor",
             note="the cost of the patches alone (the calls the instrumentor patches with tracing off), before any "
-                 "otel_diag work; " + pct("patch floor")),
-        Row(group, "metrics only (no publisher)", per_cycle, ratio(wall["metrics only"], base), "x",
+                 "otel_diag work; " + noise("patch floor")),
+        Row(group, "metrics only (no publisher)", per_cycle, ratio(total["metrics only"], total[BASELINE]), "x",
             baseline=base_us, figure=per_cycle_us["metrics only"], figure_unit="µs",
             budget=RATIO_BUDGET, budget_text=f"≤ {RATIO_BUDGET:.2f}×", checked=checked, key="engine/metrics only",
             note=f"{per_cycle_us['metrics only'] - base_us:+.1f} µs a cycle, of which "
-                 f"{per_cycle_us['patch floor'] - base_us:+.1f} µs the patches'; " + pct("metrics only")),
+                 f"{per_cycle_us['patch floor'] - base_us:+.1f} µs the patches'; " + noise("metrics only")),
         Row(group, "full tracing (no publisher)",
-            "time added per cycle vs. no-instrument / the SDK's own cost of as many bare spans (same run)",
+            "time added per cycle vs. no-instrument / what bare SDK spans at the same calls add (same turns)",
             ratio(added_us, sdk_us), "x", baseline=sdk_us, figure=added_us, figure_unit="µs",
             budget=TRACING_BUDGET, budget_text=f"≤ {TRACING_BUDGET:.1f}× the SDK's spans", checked=checked,
-            key="engine/full tracing", data={"span_ns": span_ns, "spans_per_cycle": spans_per_cycle},
-            note=f"{spans_per_cycle:.1f} spans a cycle exported × {span_ns / 1000:.2f} µs a bare SDK span "
-                 f"(`start_as_current_span`, BatchSpanProcessor over DropSpans; median of {len(bare_spans.samples)} "
-                 f"bursts of {bare_spans.burst:,}, timed between the repeats); {ratio(wall['full tracing'], base):.2f}× "
-                 f"the loop; " + pct("full tracing")),
+            key="engine/full tracing", data={"spans_per_cycle": spans_per_cycle},
+            note=f"{spans_per_cycle:.1f} spans a cycle, exported to a BatchSpanProcessor over DropSpans; "
+                 f"{ratio(total[TRACING], total[BASELINE]):.2f}× the loop; " + noise(TRACING)),
+        Row(group, "bare SDK spans at the same calls (hand instrumentation, the tracing budget's baseline)",
+            per_cycle + " (information, no budget)", ratio(total[BARE_SPANS], total[BASELINE]), "x",
+            baseline=base_us, figure=per_cycle_us[BARE_SPANS], figure_unit="µs", key="engine/bare spans",
+            note=f"`with tracer.start_as_current_span(name)` around each traced call, {spans_per_cycle:.1f} spans a "
+                 f"cycle, patched like otel_diag's; " + noise(BARE_SPANS)),
         Row(group, "metrics + publishing (shipped config: evaluated every bar of engine time)", per_cycle,
-            ratio(wall[PUBLISHING], base), "x", baseline=base_us, figure=per_cycle_us[PUBLISHING], figure_unit="µs",
-            budget=PUBLISHING_BUDGET, budget_text=f"≤ {PUBLISHING_BUDGET:.2f}×", checked=checked,
+            ratio(total[PUBLISHING], total[BASELINE]), "x", baseline=base_us, figure=per_cycle_us[PUBLISHING],
+            figure_unit="µs", budget=PUBLISHING_BUDGET, budget_text=f"≤ {PUBLISHING_BUDGET:.2f}×", checked=checked,
             key="engine/publishing",
-            data={"publishes": facts[PUBLISHING]["publishes"],
-                  "evaluations": facts[PUBLISHING]["evaluations"] if facts[PUBLISHING]["evaluations"] is not None
-                  else -1,
+            data={"publishes": facts[PUBLISHING]["publishes"], "evaluations": facts[PUBLISHING]["ticks"],
                   "us_over_metrics": per_cycle_us[PUBLISHING] - per_cycle_us["metrics only"]},
             note=published(PUBLISHING) + f"; {per_cycle_us[PUBLISHING] - per_cycle_us['metrics only']:+.1f} µs a "
-                 f"cycle over metrics only; " + pct(PUBLISHING)),
+                 f"cycle over metrics only; " + noise(PUBLISHING)),
         Row(group, "metrics + publishing + on_publish hook (every interval's document built and handed over)",
-            per_cycle + " (information, no budget)", ratio(wall[HOOKED], base), "x", baseline=base_us,
+            per_cycle + " (information, no budget)", ratio(total[HOOKED], total[BASELINE]), "x", baseline=base_us,
             figure=per_cycle_us[HOOKED], figure_unit="µs", key="engine/publishing hook",
             data={"us_over_metrics": per_cycle_us[HOOKED] - per_cycle_us["metrics only"]},
             note=published(HOOKED) + f"; {per_cycle_us[HOOKED] - per_cycle_us['metrics only']:+.1f} µs a cycle over "
-                 f"metrics only; " + pct(HOOKED)),
+                 f"metrics only; " + noise(HOOKED)),
     ]
     notes = [
-        f"Engine: journal.jsonl byte-identical across all {len(VARIANTS)} variants: {identical}. "
-        f"{repeats} interleaved repeats of each variant; the loop time is the sum over cycles of each cycle's "
-        f"median across repeats (cycle = interval between `on_cycle` calls; start-up, configure and shutdown "
-        f"excluded), plus, for a publishing run, its largest excesses over those medians, one per file write paced "
-        f"by wall time (such writes do not fall on the same cycle in every repeat); p50/p99 pool every "
-        f"cycle of every repeat, noise included.",
+        f"Engine: journal.jsonl byte-identical across all {len(VARIANTS)} variants: {identical}. Each variant is a "
+        f"replay in its own process; the processes take turns of {chunk} cycles in a rotating order, one at a time, "
+        f"and a variant's loop time is the sum of its turns (start-up, configure, the final publish and shutdown "
+        f"excluded); every process on the same CPU; {repeats} such runs, each with fresh processes (PYTHONHASHSEED=0), and a ratio is the median of "
+        f"the runs' ratios. The state files are stamped and paced by each process's own running time, so a publishing "
+        f"replay writes as often as it would alone.",
         _publishing_note(),
     ]
-    if wall["patch floor"] > wall["metrics only"]:
-        notes.append(f"Engine: noise — the patch floor measured {ratio(wall['patch floor'], base):.3f}×, above metrics "
-                     f"only ({ratio(wall['metrics only'], base):.3f}×), which does the same and more: the machine's "
-                     f"speed changed between runs (the whole-run ratios in the rows' notes show how much); the engine "
-                     f"rows of this run carry that much noise: re-run on a quieter machine.")
+    if total["patch floor"] > total["metrics only"]:
+        notes.append(f"Engine: noise — the patch floor measured {ratio(total['patch floor'], total[BASELINE]):.3f}×, "
+                     f"above metrics only ({ratio(total['metrics only'], total[BASELINE]):.3f}×), which does the same "
+                     f"and more; re-run on a quieter machine.")
     return rows, notes
 
 
 def _publishing_note() -> str:
-    from execution import state_publish
+    from execution.state_publish import REPLAY_MIN_WRITE_SECONDS
 
-    name = next((n for n in WRITE_CADENCE_NAMES if hasattr(state_publish, n)), None)
-    text = ("Publishing: the shipped config evaluates the diagnostics every `publish_interval_seconds` of engine "
-            "time — once a minute live, every bar in a replay of 60 s bars. ")
-    if name is not None:
-        text += (f"In replay pace the files are written at most every {getattr(state_publish, name):g} s of wall time "
-                 f"(`execution.state_publish.{name}`) and always at the end; the on_publish variant has every "
-                 f"interval's document built and handed to the hook.")
-    else:
-        text += "This engine writes the files at every evaluation (no wall-time write cadence in replay pace)."
-    return text
+    return ("Publishing: the shipped config evaluates the diagnostics every `publish_interval_seconds` of engine "
+            "time — once a minute live, every bar in a replay of 60 s bars. In replay pace the files are written at "
+            f"most every {REPLAY_MIN_WRITE_SECONDS:g} s of wall time (`execution.state_publish.REPLAY_MIN_WRITE_SECONDS`) "
+            "and always at the end; the on_publish variant has every interval's document built and handed to the hook.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description="one variant's replay of the engine benchmark (run by run_engine)")
+    p.add_argument("--child", required=True, choices=VARIANTS)
+    p.add_argument("--bars", type=int, required=True)
+    p.add_argument("--chunk", type=int, required=True)
+    p.add_argument("--folder", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--cpu", type=int, required=True)
+    args = p.parse_args(argv)
+    return child(args.child, args.bars, args.chunk, args.folder, args.config, args.cpu)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

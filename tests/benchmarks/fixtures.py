@@ -81,7 +81,7 @@ CALLS: Dict[str, Case] = {
     "risk.check vetoed": Case(sc.SPAN_RISK_CHECK, "check", lambda h: h.check(SIGNAL),
                               "risk.check, vetoed (a signal and a veto: 2 series + 2 stamps, one lock)"),
     "order.route": Case(sc.SPAN_ORDER_ROUTE, "route_order", lambda h: h.route_order(ORDER, 100.5),
-                        "order.route (an order and a router event, one lock)"),
+                        "order.route (an order, its route event, a slice and its reject)"),
     "exit.scan": Case(sc.SPAN_EXIT_SCAN, "scan", lambda h: h.scan({}),
                       "exit.scan (5 positions; count + coverage gauges; 1 call a cycle)"),
 }

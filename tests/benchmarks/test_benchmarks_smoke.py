@@ -56,13 +56,14 @@ def test_engine_when_run_once_then_all_variants_ran_with_identical_journals():
 
     _sane(rows)
     assert [r.key for r in rows] == ["engine/baseline", "engine/patch floor", "engine/metrics only",
-                                     "engine/full tracing", "engine/publishing", "engine/publishing hook"]
-    assert [r.budget for r in rows] == [None, None, 1.10, 1.5, 1.30, None]
+                                     "engine/full tracing", "engine/bare spans", "engine/publishing",
+                                     "engine/publishing hook"]
+    assert [r.budget for r in rows] == [None, None, 1.10, 1.5, None, 1.30, None]
     assert all(r.value > 0 for r in rows if r.unit in ("x", "µs") and r.key != "engine/full tracing")
     full = rows[3]
-    assert full.baseline > 0 and full.data["spans_per_cycle"] > 0 and full.data["span_ns"] > 0
-    assert "file writes" in rows[4].note and "handed to the hook" in rows[5].note
-    assert "byte-identical across all 6 variants: True" in notes[0] and notes[1].startswith("Publishing")
+    assert full.baseline is not None and full.figure is not None and full.data["spans_per_cycle"] > 0
+    assert "file writes" in rows[5].note and "handed to the hook" in rows[6].note
+    assert "byte-identical across all 7 variants: True" in notes[0] and notes[1].startswith("Publishing")
 
 
 def test_snapshot_when_run_on_two_scales_then_the_budgeted_scale_is_a_ratio_to_the_sdk_and_growth_is_reported():

@@ -269,3 +269,32 @@ def test_configure_when_sampler_always_off_then_span_only_targets_left_unpatched
                         span_processors=[SimpleSpanProcessor(InMemorySpanExporter())])
 
     assert ExecutionInstrumentor.patched() == METRIC_TARGETS
+
+
+@pytest.mark.parametrize("tracing", [False, True])
+def test_router_events_when_replayed_then_each_slice_and_its_fill_or_reject_counted_at_route(
+        tmp_path, repo_root, tracing):
+    # Arrange: with tracing off order.twap_slice is not patched; its events come from order.route's RouteResult
+    from execution.executor_live import RunHooks, RunOptions, run
+
+    import json
+
+    with open(os.path.join(repo_root, "config", "strategy_config.json"), encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    cfg["router"]["max_retries"] = 0  # every transient reject is final: slices end in fills and rejects
+    (tmp_path / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    docs: list = []
+    processors = (SimpleSpanProcessor(InMemorySpanExporter()),) if tracing else ()
+    kwargs = {"env": {}} if tracing else {"env": {}, "tracing": False}
+
+    # Act
+    summary = run(RunOptions(config_path=str(tmp_path / "config.json"), state_dir=str(tmp_path / "state"), cycles=200),
+                  RunHooks(span_processors=processors, on_publish=docs.append, configure_kwargs=kwargs))
+
+    # Assert: the counts are the journal's, whichever path recorded them
+    kinds = [json.loads(line)["type"] for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
+    events = docs[-1]["runtime_diagnostics"]["veto_counters"]["router_events"]
+    assert summary.fills > 0 and summary.rejects > 0
+    assert events == {"route": kinds.count("order"), "twap_slice": summary.fills + summary.rejects,
+                      "fill": summary.fills, "reject": summary.rejects}
+    assert ("execution.order_router.OrderRouter.route_twap_slice" in ExecutionInstrumentor.patched()) is False  # shut down
