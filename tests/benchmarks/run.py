@@ -44,8 +44,8 @@ NOTES = [
     "Budgets, every one against a baseline measured in the same run (the table shows baseline, figure and "
     "ratio): per call, metrics only ≤ 1.0× prometheus_client with children bound once recording the same events "
     "(section 1); engine replay, metrics only, ≤ 1.10× the uninstrumented loop, and with the shipped config "
-    "(publishing) ≤ 1.30×; full tracing: the time it adds to a cycle ≤ 1.5× the SDK's own cost of as many bare "
-    "spans (section 2); the snapshot at 100 symbols × 20 reasons ≤ 0.25× an SDK collection of the same "
+    "(publishing) ≤ 1.30×; full tracing: the time it adds to a cycle ≤ 1.5× what the SDK's own spans add at the "
+    "same calls, with nothing else (section 2); the snapshot at 100 symbols × 20 reasons ≤ 0.25× an SDK collection of the same "
     "instruments, and its cost per series growing at most 1.5× to 1,000 symbols (section 3); a broken collector "
     "≤ 1.20× the p99 cycle of a working one, shutdown ≤ 1.25× and the exporter threads' end ≤ 2× their bounds "
     "(exporters down); the readers ≤ 2× reading and parsing the same file (section 7). Memory (section 4) is "
@@ -61,7 +61,8 @@ NOTES = [
     "the recording span also as a multiple of a bare SDK span timed in the same rounds. A per-call ratio budget "
     "missed is re-measured once, the lower ratio kept, and the row says so.",
     "The fsync of every diagnostics.json write stays: it is what makes the file trustworthy after a crash; its "
-    "cost is in the snapshot rows.",
+    "cost is in the snapshot rows. In a replay the state files are written at most every 0.25 s of wall time "
+    "(docs/state_files.md), which is what brings the shipped config from 7–11× to the engine rows' figure.",
     "History (not measured here): before issue 7 — figures from the last report that timed the old hot path "
     "against a frozen copy of it, since removed — the metrics-only engine replay was 1.274× the uninstrumented "
     "loop (after: 1.060×); per call, metrics only, risk.check vetoed +1.57 µs → +0.87 µs and order.route "
@@ -95,7 +96,8 @@ def findings(report: Report) -> List[str]:
                 "bound once, recording the same events in the same rounds: " + "; ".join(parts) + ".")
         if floor is not None:
             text += (f" Of ours, the patch itself is {_us(floor.value)} before otel_diag runs a line (a pass-through "
-                     f"wrapper); the rest is the suppression check (`is_instrumentation_enabled()`, a context lookup), "
+                     f"wrapper); the rest is the suppression check (one read of the current context: "
+                     f"`otel_diag._internals`), "
                      f"the count and the stamp (a lock, a clock read, two dict operations), two events under one lock "
                      f"for a veto and `order.route`; prometheus_client, written into the engine's code, pays no patch "
                      f"and no suppression check.")
@@ -104,8 +106,9 @@ def findings(report: Report) -> List[str]:
             text += (f" A second event (the veto) adds {_us(two.figure - one.figure)} to ours and "
                      f"{_us(two.baseline - one.baseline)} to prometheus_client's: most of our cost is per call, "
                      f"theirs per event, so the one-event call (an approved signal) is where the ratio is highest.")
-        text += (" `signal.generate` is not patched at all with tracing off: the signal is counted when it reaches "
-                 "`risk.check`.")
+        text += (" With tracing off `signal.generate` and `order.twap_slice` are not patched at all: the signal is "
+                 "counted when it reaches `risk.check`, a slice and its fill or reject at `order.route`, from the "
+                 "`RouteResult` that lists every slice.")
         out.append(text)
     function, plain, prom = (row(f"alternatives/{n}") for n in ("otel_diag", "otel_diag wrapt", "prom bound"))
     if function is not None and plain is not None and prom is not None:
@@ -126,7 +129,7 @@ def findings(report: Report) -> List[str]:
         patches = pc["per_cycle_us/patch floor"] - cycle
         out.append(f"Engine, metrics only: {metrics.value:.3f}× the uninstrumented loop, of which the patches "
                    f"alone are {floor_e.value:.3f}× ({patches:+.1f} µs a cycle for the calls patched with tracing off: "
-                   f"risk.check, order.route, order.twap_slice, exit.scan, exit.trigger) and "
+                   f"risk.check, order.route, exit.scan, exit.trigger) and "
                    f"otel_diag's own work {ours:+.1f} µs a cycle. A cycle of this paper engine is "
                    f"{cycle:.0f} µs at 8 symbols: a 1.10× budget allows {cycle * 0.1:.1f} µs"
                    + (", less than the patches alone cost." if patches > cycle * 0.1 else "."))
