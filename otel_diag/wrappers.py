@@ -256,9 +256,9 @@ def patch_function(original: Any, wrapper: Callable) -> Any:
     (a ``classmethod``, a coroutine or generator function, a builtin) gets
     ``wrapt.wrap_function_wrapper`` (:func:`install_patch`). The one special case, and the figure
     that forces it: a ``FunctionWrapper`` on a class builds a ``BoundFunctionWrapper`` on every
-    attribute access (``engine.risk.check`` → bind → call), which leaves otel_diag no margin under
-    its budget of ≤ 1.0× prometheus_client with children bound once, per call, metrics only
-    (docs/benchmarks.md measures both patches against it in every run). The patch is a function like the one it replaces:
+    attribute access (``engine.risk.check`` → bind → call), which puts a metrics-only ``risk.check``
+    that approves a signal over its budget of ≤ 1.0× prometheus_client with children bound once
+    (docs/benchmarks.md times both patches against it in every run). The patch is a function like the one it replaces:
     same name, qualified name, module, docstring and ``__wrapped__`` (``inspect.signature``
     follows it), no per-instance state, so copying or pickling an engine object is unaffected.
     The wrapper sees the same ``(wrapped, instance, args, kwargs)`` as under wrapt, ``wrapped``

@@ -15,9 +15,6 @@ timed in the same rounds against the bare call:
 - the OpenTelemetry SDK's synchronous instruments: ``Counter.add`` + ``Gauge.set`` with prebuilt attributes;
 - otel_diag, metrics only: the engine untouched, ``RiskEngine.check`` patched as the instrumentor does
   (``otel_diag.wrappers.patch_function``: a function Python binds like the original);
-- the same otel_diag wrapper patched with a plain ``wrapt.FunctionWrapper`` (what
-  ``wrapt.wrap_function_wrapper`` installs), which builds a bound wrapper on every attribute access:
-  the figure that justifies ``patch_function`` for plain methods.
 
 ``prometheus_hosts()`` also serves bench_calls, whose metrics-only budget is a ratio to the
 bound prometheus_client host recording the same events.
@@ -179,8 +176,6 @@ LABELS = {
     "prom per call": "prometheus_client `Counter.labels(...).inc()` + `Gauge.labels(...).set()`, labels every call",
     "prom bound": "prometheus_client, children bound once (`child.inc()` + `child.set()`) — the reference",
     "sdk sync": "OTel SDK synchronous `Counter.add` + `Gauge.set` (prebuilt attributes)",
-    "otel_diag wrapt": "otel_diag metrics only, its wrapper patched with a plain `wrapt.FunctionWrapper` "
-                       "(as `wrapt.wrap_function_wrapper` patches; a bound wrapper built on every access)",
     "otel_diag": "otel_diag metrics only, patched as the instrumentor patches a plain method "
                  "(`patch_function`; engine untouched)",
 }
@@ -194,10 +189,9 @@ def run_alternatives(loops: int = 2_000, rounds: int = 31, checked: bool = True)
     sync, reader = sdk_host()
     with quiet_otel(), telemetry_setup("metrics only") as telemetry:
         ours = wrapped_host("check", make_wrapper(spec, ACTIVE))
-        ours_wrapt = wrapped_host("check", make_wrapper(spec, ACTIVE), wrapt_patch=True)
         calls = {"bare": lambda: bare.check(SIGNAL), "naive": lambda: naive.check(SIGNAL),
                  "prom per call": lambda: per_call.check(SIGNAL), "prom bound": lambda: bound.check(SIGNAL),
-                 "sdk sync": lambda: sync.check(SIGNAL), "otel_diag wrapt": lambda: ours_wrapt.check(SIGNAL),
+                 "sdk sync": lambda: sync.check(SIGNAL),
                  "otel_diag": lambda: ours.check(SIGNAL)}
         overheads, bare_ns = paired_overheads(calls, "bare", loops=loops, rounds=rounds)
         derived = telemetry.snapshot()

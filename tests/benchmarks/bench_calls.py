@@ -14,7 +14,10 @@ timed in the same rounds, and every figure is an overhead over it.
   rounds as a prometheus_client host that records the same events in the engine's code, children
   bound once (``bench_alternatives.prometheus_hosts``: per event a ``Counter`` child ``inc()`` and
   a ``Gauge`` child ``set(time.time())`` for its last time). The row is otel_diag's overhead over
-  the bare call / prometheus_client's, budget ≤ 1.0×.
+  the bare call / prometheus_client's, budget ≤ 1.0×. The same wrapper patched as a plain
+  ``wrapt.FunctionWrapper`` (what ``wrapt.wrap_function_wrapper`` installs) is timed in the same
+  rounds and its ratio put in the row's note and ``data["wrapt_ratio"]``: the figure that keeps
+  ``patch_function`` for plain methods.
 - **sampler off** (``OTEL_TRACES_SAMPLER=always_off``) and **recording span** (every span recorded
   into a BatchSpanProcessor whose exporter drops them): information, the overhead over the bare
   call, no budget. A recording-span row also states its overhead as a multiple of a bare SDK span
@@ -52,6 +55,9 @@ def _calls_for(name: str, variant: str, telemetry, prometheus: StubHost) -> Dict
     calls: Dict[str, Callable[[], object]] = {"bare": lambda: call(bare), "otel_diag": lambda: call(ours)}
     if variant == "metrics only" and name in BUDGETED:
         calls["prometheus"] = lambda: call(prometheus)
+        # the same wrapper under wrapt.wrap_function_wrapper's FunctionWrapper: the figure behind patch_function
+        plain = wrapped_host(case.method, make_wrapper(SPECS[case.span], ACTIVE), wrapt_patch=True)
+        calls["otel_diag wrapt"] = lambda: call(plain)
     if variant == "recording span":
         tracer = telemetry.tracer_provider.get_tracer("bench.bare")
         span_name = case.span
@@ -103,12 +109,16 @@ def run_calls(loops: int = 2_000, rounds: int = 31, span_loops: int = 400, span_
                             note += f"; re-measured after a miss: {value:.3f}×, then {second:.3f}× (the lower kept)"
                             if second < value:
                                 overheads, bare_ns, value = again, again_bare, second
+                        wrapt_ratio = ratio(overheads["otel_diag wrapt"], overheads["prometheus"])
+                        note += (f"; the same wrapper as a `wrapt.FunctionWrapper` (what `wrapt.wrap_function_wrapper` "
+                                 f"installs): {overheads['otel_diag wrapt'] / 1000:.2f} µs, {wrapt_ratio:.2f}×")
                         rows.append(Row(GROUP, f"{case.what} · metrics only",
                                         "otel_diag's overhead / prometheus_client's, children bound once, recording "
                                         "the same events (each over the bare call, same rounds)",
                                         value, "x", baseline=overheads["prometheus"], figure=overheads["otel_diag"],
                                         figure_unit="ns", budget=RATIO_BUDGET, budget_text=BUDGET_TEXT,
-                                        note=note, checked=checked, key=key, data={"bare_ns": bare_ns}))
+                                        note=note, checked=checked, key=key,
+                                        data={"bare_ns": bare_ns, "wrapt_ratio": wrapt_ratio}))
                         continue
                     data = {"bare_ns": bare_ns}
                     if "sdk span" in overheads:
