@@ -204,7 +204,7 @@ class Report:
             "",
             "Written by `make bench` (`python -m tests.benchmarks.run --output docs/benchmarks.md`); "
             "do not edit by hand. Every time budget is a ratio of a figure to a baseline measured **in the same run** "
-            "(variants interleaved round by round or repeat by repeat; medians): each row shows the baseline, the "
+            "(variants interleaved round by round, or replays taking turns of a few cycles; medians): each row shows the baseline, the "
             "figure and their ratio (or, where there is no budget, the value it reports), so ratios from different "
             "machines or runs compare, absolute times do not. `make bench` exits non-zero when a budget is missed.",
             "",
