@@ -109,24 +109,20 @@ def prometheus_hosts():
     bound_outcome = {sc.ROUTER_FILL: router.labels(sc.ROUTER_FILL), sc.ROUTER_REJECT: router.labels(sc.ROUTER_REJECT)}
     bound_last_router = last.labels(sc.EVENT_ROUTER)
 
+    def risk_checked(decision):  # the signal, and its veto if vetoed
+        bound_signal.inc()
+        bound_last_signal.set(time.time())
+        if not decision.approved:
+            bound_veto.inc()
+            bound_last_veto.set(time.time())
+        return decision
+
     class Bound(StubHost):
         def approve(self, signal):
-            decision = APPROVED
-            bound_signal.inc()
-            bound_last_signal.set(time.time())
-            if not decision.approved:
-                bound_veto.inc()
-                bound_last_veto.set(time.time())
-            return decision
+            return risk_checked(APPROVED)
 
         def check(self, signal):
-            decision = VETO
-            bound_signal.inc()
-            bound_last_signal.set(time.time())
-            if not decision.approved:
-                bound_veto.inc()
-                bound_last_veto.set(time.time())
-            return decision
+            return risk_checked(VETO)
 
         def route_order(self, order, price=None):
             result = ROUTE

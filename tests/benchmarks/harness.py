@@ -248,12 +248,6 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.3f}×"
     if unit == "ms":
         return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
-    if unit == "ms+":
-        return f"{round(value, 3) + 0.0:+.3f} ms"
-    if unit == "MiB":
-        return f"{value:.1f} MiB"
-    if unit == "MiB+":
-        return f"{round(value, 2) + 0.0:+.2f} MiB"
     if unit == "KiB+":
         return f"{round(value, 1) + 0.0:+.1f} KiB"  # + 0.0: no "-0.0"
     return f"{value:.3g} {unit}"

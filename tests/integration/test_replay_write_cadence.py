@@ -18,14 +18,7 @@ from execution.state_publish import REPLAY_MIN_WRITE_SECONDS, DiagnosticsPublish
 START = 1767571200.0  # 2026-01-05T00:00:00Z
 
 
-class SteppedWall:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+WALL = 1_800_000_000.0  # where the hand-moved wall clock starts (a SimClock)
 
 
 @pytest.fixture
@@ -49,7 +42,7 @@ def _publisher(tmp_path, clock, wall, seen: List[Dict], min_write: float = REPLA
 def test_ticks_when_wall_advances_less_than_the_cadence_then_every_tick_reaches_the_hook_and_writes_are_spaced(
         tmp_path, clock):
     # Arrange: a tick every engine minute, 0.1 s of wall time between ticks
-    wall, seen = SteppedWall(), []
+    wall, seen = SimClock(WALL), []
     pub = _publisher(tmp_path, clock, wall, seen)
 
     # Act: 10 engine minutes
@@ -57,7 +50,7 @@ def test_ticks_when_wall_advances_less_than_the_cadence_then_every_tick_reaches_
     for minute in range(10):
         clock.set(START + 60 * minute)
         written.append(pub.maybe_publish())
-        wall.t += 0.1
+        wall.set(wall() + 0.1)
 
     # Assert: the hook saw every tick, in engine order
     assert pub.ticks == 10 and len(seen) == 10
@@ -73,11 +66,11 @@ def test_ticks_when_wall_advances_less_than_the_cadence_then_every_tick_reaches_
 
 
 def test_final_publish_when_within_the_cadence_then_written_anyway(tmp_path, clock):
-    wall, seen = SteppedWall(), []
+    wall, seen = SimClock(WALL), []
     pub = _publisher(tmp_path, clock, wall, seen)
     pub.maybe_publish()
     clock.set(START + 60)
-    wall.t += 0.01
+    wall.set(wall() + 0.01)
 
     assert pub.maybe_publish() is False  # a tick, not written
     assert pub.publish(final=True) is True
@@ -88,18 +81,18 @@ def test_final_publish_when_within_the_cadence_then_written_anyway(tmp_path, clo
 
 
 def test_wall_clock_when_set_back_then_the_next_tick_writes(tmp_path, clock):
-    wall, seen = SteppedWall(), []
-    pub = _publisher(tmp_path, clock, wall, seen)
+    wall_now, seen = [WALL], []
+    pub = _publisher(tmp_path, clock, lambda: wall_now[0], seen)  # a wall clock that can step back (SimClock cannot)
     pub.maybe_publish()
 
-    wall.t -= 3600  # an NTP step back: no hour without writes
+    wall_now[0] -= 3600  # an NTP step back: no hour without writes
     clock.set(START + 60)
 
     assert pub.maybe_publish() is True and pub.publishes == 2
 
 
 def test_min_write_zero_when_ticks_then_every_tick_writes(tmp_path, clock):
-    wall, seen = SteppedWall(), []
+    wall, seen = SimClock(WALL), []
     pub = _publisher(tmp_path, clock, wall, seen, min_write=0.0)
 
     for minute in range(5):
