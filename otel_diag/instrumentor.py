@@ -1,12 +1,18 @@
-"""``ExecutionInstrumentor``: patches the paper engine with the wrappers of :mod:`otel_diag.wrappers`.
+"""``ExecutionInstrumentor``: patches an engine, from a table of targets, with the wrappers of :mod:`otel_diag.wrappers`.
 
 Usage::
 
     from otel_diag.instrumentor import ExecutionInstrumentor
 
-    ExecutionInstrumentor().instrument(tracer_provider=tp, meter_provider=mp, clock=clock)
+    ExecutionInstrumentor().instrument(tracer_provider=tp, meter_provider=mp, clock=clock)   # the default table
+    ExecutionInstrumentor(targets="mybot.otel:TARGETS").instrument(clock=clock)              # your engine's table
     ...
     ExecutionInstrumentor().uninstrument()      # the engine's functions are the originals again
+
+The table (:mod:`otel_diag.targets`) is ``instrument(targets=…)``, else the one given to the constructor,
+else ``OTEL_DIAG_TARGETS``, else :mod:`otel_diag.default_targets`. A row that cannot be used (an
+unknown event, an adapter or a function that does not exist) is one warning naming it; the others
+still instrument.
 
 The patches are installed by wrapt post-import hooks, so an engine module is patched when
 it is imported, whatever the import order; each is ``otel_diag.wrappers.install_patch``: a
@@ -18,7 +24,9 @@ original, nothing stored on instances), anything else a ``wrapt.FunctionWrapper`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import os
 import sys
 import time
 import weakref
@@ -32,7 +40,7 @@ from otel_diag import semconv as sc
 from otel_diag.instruments import StateCell, register_instruments
 from otel_diag.package import _instruments
 from otel_diag.state import EventState
-from otel_diag.targets import TARGETS, Target
+from otel_diag.targets import Target, TargetError, compile_target, load_targets, table_source
 from otel_diag.version import __version__
 from otel_diag.wrappers import ACTIVE, Binding, EventSpec, install_patch, is_patch, make_wrapper, remove_patch
 
@@ -60,6 +68,29 @@ def cell_for(meter_provider: Any) -> StateCell:
     return cell
 
 
+def _warn(problem: str) -> None:
+    _logger.warning("otel_diag: %s; the other targets still instrument", problem)
+
+
+def usable_rows(rows: Tuple[Target, ...]) -> List[Tuple[Target, EventSpec]]:
+    """Each row with its EventSpec, the unusable ones left out with one warning each (the module is imported
+    only when it exists: a typo in its name is found now, not never)."""
+    usable: List[Tuple[Target, EventSpec]] = []
+    for row in rows:
+        try:
+            spec = compile_target(row)
+            if row.module not in sys.modules and importlib.util.find_spec(row.module) is None:
+                raise TargetError(f"target {row.function}: no module named {row.module}")
+        except TargetError as exc:
+            _warn(str(exc))
+            continue
+        except Exception as exc:  # find_spec imports the parent packages, which may fail on their own
+            _warn(f"target {row.function}: {type(exc).__name__}: {exc}")
+            continue
+        usable.append((row, spec))
+    return usable
+
+
 def worth_patching(spec: EventSpec, binding: Binding) -> bool:
     """Whether a target is patched under ``binding``: a span-only one only when spans are ever made.
 
@@ -77,7 +108,14 @@ def _owner(module: Any, qualname: str) -> Tuple[Any, str]:
 
 
 class ExecutionInstrumentor(BaseInstrumentor):
-    """Spans and metrics for the engine's signal, risk, router, exchange and exit-scanner calls."""
+    """Spans and metrics for an engine's signal, risk, router, exchange and exit-scanner calls."""
+
+    _targets: Any = None  # the constructor's table (a singleton: BaseInstrumentor() is always the same object)
+    table: Tuple[Target, ...] = ()  # the rows of the last instrument()
+
+    def __init__(self, *, targets: Any = None) -> None:
+        if targets is not None:
+            ExecutionInstrumentor._targets = targets
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -97,24 +135,36 @@ class ExecutionInstrumentor(BaseInstrumentor):
         self._wrapped: List[Tuple[Any, str]] = []
         ACTIVE.binding = self.binding
         generation = self._generation
-        for target in TARGETS:
-            if not worth_patching(target.spec, self.binding):
-                continue
-            wrapt.register_post_import_hook(self._hook(target, generation), target.module)
+        source = table_source(kwargs.get("targets", self._targets), os.environ)
+        try:
+            rows = load_targets(source)
+        except TargetError as exc:
+            _logger.warning("otel_diag: %s; nothing is instrumented", exc)
+            rows = ()
+        ExecutionInstrumentor.table = rows
+        for target, spec in usable_rows(rows):
+            if worth_patching(spec, self.binding):
+                wrapt.register_post_import_hook(self._hook(target, spec, generation), target.module)
 
-    def _hook(self, target: Target, generation: int):
+    def _hook(self, target: Target, spec: EventSpec, generation: int):
         def patch(module: Any) -> None:
             if generation != self._generation:  # a hook of an earlier instrument(): uninstrumented since
                 return
             try:
                 owner, attr = _owner(module, target.name)
+                if not hasattr(owner, attr):
+                    raise AttributeError(attr)
+            except AttributeError:
+                _warn(f"target {target.function}: {target.module} has no {target.name}")
+                return
+            try:
                 current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
                 if is_patch(current):
                     return  # already patched
-                install_patch(owner, attr, make_wrapper(target.spec, ACTIVE))
+                install_patch(owner, attr, make_wrapper(spec, ACTIVE))
                 self._wrapped.append((owner, attr))
-            except Exception:
-                _logger.warning("otel_diag: could not patch %s.%s", target.module, target.name, exc_info=True)
+            except Exception as exc:
+                _warn(f"target {target.function}: could not patch it ({type(exc).__name__}: {exc})")
 
         return patch
 
@@ -130,17 +180,23 @@ class ExecutionInstrumentor(BaseInstrumentor):
 
     @staticmethod
     def patched() -> List[str]:
-        """``module.Qualified.name`` of every engine function currently wrapped (for checks and tests)."""
-        return [name for name, held in target_functions().items() if is_patch(held)]
+        """``module.Qualified.name`` of every function of the table in use (the default before any
+        ``instrument()``) currently wrapped (for checks and tests)."""
+        rows = ExecutionInstrumentor.table or load_targets()
+        return [name for name, held in target_functions(rows).items() if is_patch(held)]
 
 
-def target_functions() -> Dict[str, Any]:
-    """What each patch-table target's owner holds now, by ``module.Qualified.name`` (imported modules only)."""
+def target_functions(rows: Optional[Tuple[Target, ...]] = None) -> Dict[str, Any]:
+    """What each target's owner holds now, by ``module.Qualified.name`` (imported modules and existing names
+    only); ``rows`` defaults to the default table."""
     found: Dict[str, Any] = {}
-    for target in TARGETS:
+    for target in rows if rows is not None else load_targets():
         module = sys.modules.get(target.module)
         if module is not None:
-            owner, attr = _owner(module, target.name)
+            try:
+                owner, attr = _owner(module, target.name)
+            except AttributeError:
+                continue
             found[f"{target.module}.{target.name}"] = owner.__dict__.get(attr) if isinstance(owner, type) \
                 else getattr(owner, attr, None)
     return found
@@ -153,6 +209,6 @@ def bind_instruments(meter_providers: List[Any], state: Optional[EventState]) ->
 
 
 def import_engine() -> None:
-    """Import every engine module of the patch table (patches them when instrumented)."""
-    for module in sorted({t.module for t in TARGETS}):
+    """Import every engine module of the default table (patches them when instrumented)."""
+    for module in sorted({t.module for t in load_targets()}):
         importlib.import_module(module)

@@ -58,6 +58,7 @@ from otel_diag.settings import (  # noqa: F401 (the settings' public names, impo
     Settings,
 )
 from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC, EventState
+from otel_diag.targets import DEFAULT_TABLE, table_source
 
 _logger = logging.getLogger("otel_diag")
 
@@ -143,7 +144,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
               tracing: Optional[bool] = None, instrument: bool = True,
               prometheus_port: Optional[int] = None, prometheus_host: str = DEFAULT_PROMETHEUS_HOST,
               max_series_per_metric: int = DEFAULT_MAX_SERIES_PER_METRIC,
-              env: Optional[Mapping[str, str]] = None) -> Telemetry:
+              env: Optional[Mapping[str, str]] = None, targets: Any = None) -> Telemetry:
     """Build what telemetry needs, register the diagnostics reader, and (``instrument``) patch the engine.
 
     When an SDK TracerProvider or MeterProvider is already global (``opentelemetry-instrument``, or a host
@@ -157,7 +158,9 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
     ``span_processors`` and ``metric_readers`` are added as given (tests pass in-memory ones) to a
     provider of our own. ``tracing`` defaults to on exactly when some span sink exists. With
     ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` listing ``execution`` (or ``*``) nothing is patched, as
-    under ``opentelemetry-instrument``. Calling ``configure`` again shuts the previous set-up down first.
+    under ``opentelemetry-instrument``. ``targets`` is the table of functions to patch (:mod:`otel_diag.targets`:
+    rows, a ``module:TABLE`` reference or a .toml/.json file); by default ``OTEL_DIAG_TARGETS``, else the shipped
+    engine's table. Calling ``configure`` again shuts the previous set-up down first.
     """
     global _current
     hide_in_logs(secrets_in(os.environ) | (secrets_in(env) if env is not None else set()))
@@ -219,7 +222,7 @@ def configure(*, clock: Optional[Callable[[], float]] = None, service_name: Opti
                          ENTRY_POINT_NAME)
         elif instrument:
             auto.instrument(tracer_provider=tracer_provider, meter_providers=meter_providers, clock=clock,
-                            event_state=state, tracing=tracing)
+                            event_state=state, tracing=tracing, targets=table_source(targets, env) or DEFAULT_TABLE)
             instrumented = True
         if not instrumented:
             bind_instruments(meter_providers, state)

@@ -81,6 +81,38 @@ class ExitGauges:
         return self.underwater_count if self.underwater_count is not None else len(self.underwater_unprotected)
 
 
+PositionKey = Tuple[str, str]  # (symbol, side)
+
+
+def position_key(key: Any) -> PositionKey:
+    """``key`` as a (symbol, side) pair of strings: a pair stays one, a bare symbol gets the side ``""``."""
+    if isinstance(key, tuple) and key:
+        return str(key[0]), str(key[1]) if len(key) > 1 else ""
+    return str(key), ""
+
+
+def coverage_gauges(open_keys: Any, protected_keys: Any, underwater_keys: Any = ()) -> ExitGauges:
+    """The exit pipeline from three collections of (symbol, side) keys, the one definition for every engine.
+
+    ``open_keys``: open positions in the ledger; ``protected_keys``: positions with a protective (TP/SL)
+    order or entry; ``underwater_keys``: open positions losing money. Missing = open and not protected
+    (a ledger/registry mismatch); orphaned = protected and not open; underwater without TP/SL = underwater
+    and missing; coverage = (open - missing) / open, 0 when nothing is open.
+    """
+    opened = {position_key(k) for k in open_keys}
+    protected = {position_key(k) for k in protected_keys}
+    missing = opened - protected
+    covered = len(opened) - len(missing)
+    return ExitGauges(
+        open_positions=len(opened),
+        tp_sl_registered=covered,
+        tp_sl_orphaned=len(protected - opened),
+        coverage=covered / len(opened) if opened else 0.0,
+        missing=tuple(sorted(missing)),
+        underwater_unprotected=tuple(sorted({position_key(k) for k in underwater_keys} & missing)),
+    )
+
+
 class EventState:
     """Counts per series, last-event time (and its trace id) per event kind, exit gauges."""
 

@@ -1,169 +1,333 @@
-"""The engine's patch table: which function is which traced event, and what is read from it.
+"""Patch tables: which function of an engine is which traced event. A table is user data, not otel_diag code.
 
-Each row is (module, qualified function name, EventSpec). The recorders read the
-engine's own results — a ``RiskDecision`` carries its signal and says why it vetoed, an
-``ExitScanResult`` what is open and protected — so the engine needs no telemetry calls of its own.
+Usage — a Python table in your own package::
 
-Signals are counted where every signal passes, the risk check, not at ``signal.generate``: the
-generator runs for every symbol on every bar and mostly returns nothing, so with tracing off
-it is not patched at all (8 of the 12.6 wrapped calls a cycle at 8 symbols; docs/benchmarks.md).
-Likewise a TWAP slice and its fill or reject are counted at ``order.route``, from the
-``RouteResult`` that lists every slice, so ``order.twap_slice`` (1.5 calls a cycle) is not
-patched with tracing off either. With tracing on both are spans (children of ``executor.cycle``
-and ``order.route``).
+    from otel_diag.targets import target
+
+    TARGETS = (
+        target("mybot.strategy:Strategy.decide", "signal", symbol="mybot.otel:symbol_of", when="mybot.otel:has_result"),
+        target("mybot.risk:Risk.check", "risk_check", symbol="mybot.otel:symbol_of", reason="mybot.otel:veto_reason"),
+        target("mybot.broker:Broker.submit", "order", symbol="mybot.otel:symbol_of", router_event="route"),
+        target("mybot.broker:Broker.on_fill", "router", router_event="fill"),
+        target("mybot.exits:Exits.scan", "exit_scan", coverage="mybot.otel:coverage"),
+        target("mybot.exits:Exits.close", "exit_trigger", reason="mybot.otel:exit_reason"),
+    )
+
+    otel_diag.configure(targets=TARGETS)            # or targets="mybot.otel:TARGETS", or a .toml/.json file
+    # OTEL_DIAG_TARGETS=mybot.otel:TARGETS python -m mybot    (also under opentelemetry-instrument)
+
+or the same rows as a TOML (or JSON) file, ``[[targets]]`` tables with the keyword names below plus
+``function``. docs/instrument_your_own_engine.md is the user's guide.
+
+Each row names a function (``module:Qualified.name``), the event its calls are (:data:`EVENTS`), the span
+name (default: the qualified name) and adapters. An adapter is a plain function, or its
+``module:function`` reference, called with one :class:`Call` (the call's instance, arguments and
+result). ``reason`` and ``router_event`` may also be a literal string (one with no ``:``).
+
+- ``symbol(call)``: the instrument's symbol (None: the series has no symbol).
+- ``when(call)``: false → this call records nothing (its span is still made).
+- ``reason(call)``: a ``risk_check``'s veto reason (None: approved), a ``veto``'s reason, an ``exit_trigger``'s reason.
+- ``router_event(call)``: a ``router`` row's event (``route``, ``twap_slice``, ``fill``, ``reject``; None: not
+  counted); on an ``order`` row it also counts that router event.
+- ``coverage(call)``: on an ``exit_scan`` row, the exit pipeline as ``(open keys, protected keys, underwater
+  keys)`` of (symbol, side) pairs (:func:`otel_diag.state.coverage_gauges` defines what follows from them).
+- ``attributes(call)``: extra span attributes (a dict), only when the span records.
+
+A row that cannot be used — an unknown event, an adapter that does not resolve, a function that does not
+exist — is one warning naming it (:class:`TargetError`'s message), and every other row still instruments.
+The engine otel_diag ships with is only the default table (:mod:`otel_diag.default_targets`).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Tuple
+import importlib
+import json
+import os
+import re
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from otel_diag import semconv as sc
-from otel_diag.state import ExitGauges
+from otel_diag.state import coverage_gauges
 from otel_diag.wrappers import _MISSING, Binding, EventSpec
 
+TARGETS_ENV = "OTEL_DIAG_TARGETS"  # module:TABLE, or a .toml / .json file
+DEFAULT_TABLE = "otel_diag.default_targets:TARGETS"
 
-def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
-
-
-# -- executor.cycle --------------------------------------------------------------------
-def _annotate_cycle(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    span.set_attribute(sc.ATTR_CYCLE_INDEX, _arg(args, kwargs, 0, "index"))
-
-
-# -- signal.generate (span only) ------------------------------------------------------
-def _annotate_signal(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    bar = _arg(args, kwargs, 0, "bar")
-    if result is not None and result is not _MISSING:
-        span.set_attributes({sc.ATTR_SYMBOL: bar.symbol, sc.ATTR_SIDE: result.side.value})
-    else:
-        span.set_attribute(sc.ATTR_SYMBOL, bar.symbol)
+# The events a row may declare: the last-event kinds of semconv, the risk check (a signal and maybe its
+# veto), and "span" (a span and nothing counted).
+EVENT_RISK_CHECK = "risk_check"
+EVENT_SPAN = "span"
+EVENTS = (sc.EVENT_SIGNAL, EVENT_RISK_CHECK, sc.EVENT_VETO, sc.EVENT_ORDER, sc.EVENT_ROUTER, sc.EVENT_EXIT_SCAN,
+          sc.EVENT_EXIT_TRIGGER, EVENT_SPAN)
+ADAPTERS = ("symbol", "when", "reason", "router_event", "coverage", "attributes")
+_LITERAL_ALLOWED = ("reason", "router_event")
+ROW_KEYS = ("function", "event", "span") + ADAPTERS
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-# -- risk.check: every signal reaches the risk engine, so the signal and its veto are counted here -------
-def _record_risk(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-    if result is _MISSING:  # the check raised: the signal still arrived
-        signal = _arg(args, kwargs, 0, "signal")
-        b.state.hit(b.signals[signal.symbol], sc.EVENT_SIGNAL, trace_id)
-        return
-    # result.signal.symbol is what the RiskDecision.symbol property returns, without the property call.
-    symbol = result.signal.symbol
-    if result.approved:
-        b.state.hit(b.signals[symbol], sc.EVENT_SIGNAL, trace_id)
-    else:
-        b.state.hit2(b.signals[symbol], sc.EVENT_SIGNAL, b.vetoes[result.reason, symbol], sc.EVENT_VETO, trace_id)
+class TargetError(ValueError):
+    """A row or table that cannot be used; the message names it and says what is wrong, on one line."""
 
 
-def _annotate_risk(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    signal = _arg(args, kwargs, 0, "signal")
-    attributes = {sc.ATTR_SYMBOL: signal.symbol, sc.ATTR_SIDE: signal.side.value}
-    if result is not _MISSING:
-        if result.approved:
-            attributes[sc.ATTR_QUANTITY] = result.quantity
-        else:
-            attributes[sc.ATTR_VETO_REASON] = result.reason
-    span.set_attributes(attributes)  # one call: the SDK takes its span lock once per call
+class Declared(NamedTuple):
+    """A row as the user wrote it: compiled into an :class:`EventSpec` when instrumenting (:func:`compile_target`)."""
 
-
-# -- order.route: the order, its route event, and each slice's outcome, read from the RouteResult ---------
-def _record_route(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-    order = _arg(args, kwargs, 0, "order")
-    state, router = b.state, b.router
-    state.hit2(b.orders[order.symbol], sc.EVENT_ORDER, router[sc.ROUTER_ROUTE], sc.EVENT_ROUTER, trace_id)
-    if result is not _MISSING:  # a route that raised counts its order; its slices are in no result
-        for child in result.slices:
-            outcome = sc.ROUTER_FILL if child.fill is not None else sc.ROUTER_REJECT
-            state.hit2(router[sc.ROUTER_TWAP_SLICE], sc.EVENT_ROUTER, router[outcome], sc.EVENT_ROUTER, trace_id)
-
-
-def _annotate_order(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    order = _arg(args, kwargs, 0, "order")
-    span.set_attributes({sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
-                         sc.ATTR_QUANTITY: order.quantity, sc.ATTR_ORDER_ID: order.order_id,
-                         sc.ATTR_ROUTER_EVENT: sc.ROUTER_ROUTE})
-
-
-# -- order.twap_slice (span only: its slice and fill or reject are counted at order.route) ------------
-def _annotate_slice(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    order = _arg(args, kwargs, 0, "order")
-    attributes = {sc.ATTR_SYMBOL: order.symbol, sc.ATTR_SIDE: order.side.value,
-                  sc.ATTR_QUANTITY: _arg(args, kwargs, 2, "quantity"), sc.ATTR_ORDER_ID: order.order_id}
-    if result is not _MISSING:
-        attributes[sc.ATTR_ROUTER_EVENT] = sc.ROUTER_FILL if result.fill is not None else sc.ROUTER_REJECT
-    span.set_attributes(attributes)
-
-
-# -- exchange.place_order --------------------------------------------------------------
-def _annotate_exchange(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    child = _arg(args, kwargs, 0, "order")
-    span.set_attributes({sc.ATTR_SYMBOL: child.symbol, sc.ATTR_SIDE: child.side.value,
-                         sc.ATTR_QUANTITY: child.quantity, sc.ATTR_ORDER_ID: child.order_id})
-
-
-# -- exit.scan -------------------------------------------------------------------------
-def _exit_values(result: Any) -> tuple:
-    """ExitGauges' fields of one ``ExitScanResult``, in field order.
-
-    Keys are built from plain attributes, ``(symbol, side member)``, and turned into
-    ``Position.key``'s ``(symbol, side.value)`` only for the (usually empty) missing and
-    underwater lists: the set algebra is the same, without two property calls per key.
-    """
-    open_keys = {(p.symbol, p.side) for p in result.open_positions}
-    registered = {(e.symbol, e.side) for e in result.tp_sl_entries}
-    missing = open_keys - registered
-    covered = len(open_keys) - len(missing)
-    return (
-        len(open_keys),
-        covered,
-        len(registered - open_keys),
-        covered / len(open_keys) if open_keys else 0.0,
-        tuple(sorted((symbol, side.value) for symbol, side in missing)) if missing else (),
-        tuple(sorted((p.symbol, p.side.value) for p in result.underwater_without_tp_sl)),
-    )
-
-
-def exit_gauges(result: Any) -> ExitGauges:
-    """The exit pipeline of one ``ExitScanResult``, keyed by (symbol, side) so hedge mode counts right."""
-    return ExitGauges(*_exit_values(result))
-
-
-def _record_scan(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-    state = b.state
-    state.hit(b.exit_scans[()], sc.EVENT_EXIT_SCAN, trace_id)
-    if result is not _MISSING:
-        state.set_exit_source(exit_gauges, result)  # computed at collection: once a minute, not every scan
-
-
-def _annotate_scan(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    if result is not _MISSING:
-        span.set_attributes({sc.ATTR_POSITIONS_OPEN: len(result.open_positions),
-                             sc.ATTR_EXIT_TRIGGER_COUNT: len(result.triggers)})
-
-
-# -- exit.trigger ----------------------------------------------------------------------
-def _record_trigger(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
-    reason = _arg(args, kwargs, 1, "reason")
-    b.state.hit(b.exit_triggers[reason], sc.EVENT_EXIT_TRIGGER, trace_id)
-
-
-def _annotate_trigger(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
-    position = _arg(args, kwargs, 0, "position")
-    span.set_attributes({sc.ATTR_SYMBOL: position.symbol, sc.ATTR_SIDE: position.side.value,
-                         sc.ATTR_QUANTITY: position.quantity, sc.ATTR_EXIT_REASON: _arg(args, kwargs, 1, "reason")})
+    event: Optional[str]
+    span: Optional[str]
+    symbol: Any = None
+    when: Any = None
+    reason: Any = None
+    router_event: Any = None
+    coverage: Any = None
+    attributes: Any = None
 
 
 class Target(NamedTuple):
+    """One row: the function ``module``.``name`` and how its calls are observed (an EventSpec, or Declared)."""
+
     module: str
     name: str
-    spec: EventSpec
+    spec: Union[EventSpec, Declared]
+
+    @property
+    def function(self) -> str:
+        return f"{self.module}:{self.name}"
 
 
-TARGETS: Tuple[Target, ...] = (
-    Target("execution.engine", "Executor.run_cycle", EventSpec(sc.SPAN_EXECUTOR_CYCLE, None, _annotate_cycle)),
-    Target("execution.signal_generator", "SignalGenerator.generate", EventSpec(sc.SPAN_SIGNAL_GENERATE, None, _annotate_signal)),
-    Target("execution.risk_limits", "RiskEngine.check", EventSpec(sc.SPAN_RISK_CHECK, _record_risk, _annotate_risk)),
-    Target("execution.order_router", "OrderRouter.route_order", EventSpec(sc.SPAN_ORDER_ROUTE, _record_route, _annotate_order)),
-    Target("execution.order_router", "OrderRouter.route_twap_slice", EventSpec(sc.SPAN_ORDER_TWAP_SLICE, None, _annotate_slice)),
-    Target("execution.paper_exchange", "PaperExchange.place_order", EventSpec(sc.SPAN_EXCHANGE_PLACE_ORDER, None, _annotate_exchange)),
-    Target("execution.exit_scanner", "ExitScanner.scan", EventSpec(sc.SPAN_EXIT_SCAN, _record_scan, _annotate_scan)),
-    Target("execution.exit_scanner", "ExitScanner.trigger_exit", EventSpec(sc.SPAN_EXIT_TRIGGER, _record_trigger, _annotate_trigger)),
-)
+class Call:
+    """One call, as adapters see it: ``instance`` (None for a plain function), ``args``, ``kwargs``, ``result``.
+
+    ``result`` is None and ``raised`` True when the call raised.
+    """
+
+    __slots__ = ("instance", "args", "kwargs", "result", "raised")
+
+    def __init__(self, instance: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        self.instance = instance
+        self.args = args
+        self.kwargs = kwargs
+        self.raised = result is _MISSING
+        self.result = None if self.raised else result
+
+    def arg(self, index: int, name: str, default: Any = None) -> Any:
+        """The argument at position ``index`` (not counting the instance), else the keyword ``name``."""
+        return self.args[index] if len(self.args) > index else self.kwargs.get(name, default)
+
+
+def target(function: str, event: Optional[str] = None, *, span: Optional[str] = None, symbol: Any = None,
+           when: Any = None, reason: Any = None, router_event: Any = None, coverage: Any = None,
+           attributes: Any = None) -> Target:
+    """A declarative row: ``function`` (``module:Qualified.name``) is ``event``; checked when instrumenting."""
+    module, _, name = str(function).partition(":")
+    return Target(module, name, Declared(event, span, symbol, when, reason, router_event, coverage, attributes))
+
+
+def resolve(reference: str) -> Any:
+    """The object a ``module:attr.path`` reference names; :class:`TargetError` when it does not exist."""
+    if not isinstance(reference, str) or not _REFERENCE.match(reference):
+        raise TargetError(f"{reference!r} is not a module:name reference")
+    module_name, _, path = reference.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TargetError(f"{reference}: cannot import {module_name} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # the module itself failed while importing
+        raise TargetError(f"{reference}: importing {module_name} failed ({type(exc).__name__}: {exc})") from None
+    for part in path.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise TargetError(f"{reference}: {module_name} has no {path}") from None
+    return found
+
+
+def _adapter(row: str, field: str, value: Any) -> Optional[Callable[[Call], Any]]:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str) and field in _LITERAL_ALLOWED and ":" not in value:
+        return lambda call, literal=value: literal
+    try:
+        found = resolve(value)
+    except TargetError as exc:
+        raise TargetError(f"{row}: {field}: {exc}") from None
+    if not callable(found):
+        raise TargetError(f"{row}: {field}: {value} is not callable")
+    return found
+
+
+# -- what each event records ---------------------------------------------------------------------------
+def _keyed(b: Binding, family: Any, metric: str, key: Any) -> Any:
+    """The series of ``key`` in ``family``; ``metric``'s series without attributes when there is no key."""
+    return b.family(metric)[()] if key is None else family[key]
+
+
+def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optional[Callable]:
+    sym = symbol or (lambda call: None)
+
+    if event == sc.EVENT_SIGNAL:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            b.state.hit(_keyed(b, b.signals, sc.METRIC_SIGNALS, sym(call)), sc.EVENT_SIGNAL, trace_id)
+    elif event == EVENT_RISK_CHECK:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            s = sym(call)
+            signal = _keyed(b, b.signals, sc.METRIC_SIGNALS, s)
+            why = None if call.raised or reason is None else reason(call)
+            if why is None:
+                b.state.hit(signal, sc.EVENT_SIGNAL, trace_id)
+            else:
+                veto = b.vetoes[why, s] if s is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[why]
+                b.state.hit2(signal, sc.EVENT_SIGNAL, veto, sc.EVENT_VETO, trace_id)
+    elif event == sc.EVENT_VETO:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            why, s = reason(call), sym(call)
+            if why is not None:
+                veto = b.vetoes[why, s] if s is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[why]
+                b.state.hit(veto, sc.EVENT_VETO, trace_id)
+    elif event == sc.EVENT_ORDER:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            order = _keyed(b, b.orders, sc.METRIC_ORDERS, sym(call))
+            routed = router_event(call) if router_event is not None else None
+            if routed is None:
+                b.state.hit(order, sc.EVENT_ORDER, trace_id)
+            else:
+                b.state.hit2(order, sc.EVENT_ORDER, b.router[routed], sc.EVENT_ROUTER, trace_id)
+    elif event == sc.EVENT_ROUTER:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            routed = router_event(call) if router_event is not None else sc.ROUTER_ROUTE
+            if routed is not None:
+                b.state.hit(b.router[routed], sc.EVENT_ROUTER, trace_id)
+    elif event == sc.EVENT_EXIT_SCAN:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            b.state.hit(b.exit_scans[()], sc.EVENT_EXIT_SCAN, trace_id)
+            if coverage is not None and not call.raised:
+                found = coverage(call)
+                if found is not None:  # copied now (the engine's state moves on), derived at collection
+                    open_keys, protected, underwater = found
+                    b.state.set_exit_source(_gauges, (tuple(open_keys), tuple(protected), tuple(underwater)))
+    elif event == sc.EVENT_EXIT_TRIGGER:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            why = reason(call) if reason is not None else None
+            series = _keyed(b, b.exit_triggers, sc.METRIC_EXIT_TRIGGERS, why)
+            b.state.hit(series, sc.EVENT_EXIT_TRIGGER, trace_id)
+    else:  # a span and nothing counted
+        return None
+
+    def record(b: Binding, instance: Any, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+        call = Call(instance, args, kwargs, result)
+        if when is None or when(call):
+            count(b, call, trace_id)
+
+    return record
+
+
+def _gauges(keys: Tuple[tuple, tuple, tuple]):
+    return coverage_gauges(*keys)
+
+
+def _annotator(event: str, symbol, reason, router_event, attributes) -> Optional[Callable]:
+    reason_attr = {EVENT_RISK_CHECK: sc.ATTR_VETO_REASON, sc.EVENT_VETO: sc.ATTR_VETO_REASON,
+                   sc.EVENT_EXIT_TRIGGER: sc.ATTR_EXIT_REASON}.get(event)
+    reads = [(sc.ATTR_SYMBOL, symbol), (reason_attr, reason if reason_attr else None),
+             (sc.ATTR_ROUTER_EVENT, router_event if event in (sc.EVENT_ORDER, sc.EVENT_ROUTER) else None)]
+    reads = [(name, read) for name, read in reads if read is not None]
+    if not reads and attributes is None:
+        return None
+
+    def annotate(span: Any, instance: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        call = Call(instance, args, kwargs, result)
+        found = {name: value for name, value in ((name, read(call)) for name, read in reads) if value is not None}
+        if attributes is not None:
+            found.update(attributes(call) or {})
+        if found:
+            span.set_attributes(found)
+
+    return annotate
+
+
+def compile_target(row: Target) -> EventSpec:
+    """The EventSpec a row is instrumented with; :class:`TargetError` (naming the row) when it cannot be used."""
+    if isinstance(row.spec, EventSpec):
+        return row.spec
+    where = row.function
+    if not row.module or not row.name or not _REFERENCE.match(where):
+        raise TargetError(f"target {where!r}: function must be module:Qualified.name")
+    d = row.spec
+    if d.event not in EVENTS:
+        raise TargetError(f"target {where}: event {d.event!r} is not one of {', '.join(EVENTS)}")
+    symbol, when, reason, router_event, coverage, attributes = (
+        _adapter(f"target {where}", field, getattr(d, field)) for field in ADAPTERS)
+    if d.event == sc.EVENT_VETO and reason is None:
+        raise TargetError(f"target {where}: a veto needs a reason")
+    if coverage is not None and d.event != sc.EVENT_EXIT_SCAN:
+        raise TargetError(f"target {where}: coverage belongs on an exit_scan row")
+    return EventSpec(d.span or row.name, _recorder(d.event, symbol, when, reason, router_event, coverage),
+                     _annotator(d.event, symbol, reason, router_event, attributes))
+
+
+# -- loading a table -----------------------------------------------------------------------------------
+def _row(item: Any, where: str) -> Target:
+    if isinstance(item, Target):
+        return item
+    if not isinstance(item, dict):
+        raise TargetError(f"{where}: a row is a table of {', '.join(ROW_KEYS)}, not {type(item).__name__}")
+    unknown = sorted(set(item) - set(ROW_KEYS))
+    if unknown:
+        raise TargetError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(ROW_KEYS)})")
+    if not isinstance(item.get("function"), str):
+        raise TargetError(f"{where}: function (module:Qualified.name) is required")
+    return target(**item)
+
+
+def _rows(items: Any, source: str) -> Tuple[Target, ...]:
+    if isinstance(items, dict):
+        items = items.get("targets")
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TargetError(f"{source}: a table is a list of rows (a [[targets]] array in a file)")
+    return tuple(_row(item, f"{source} row {n}") for n, item in enumerate(items, 1))
+
+
+def _read_file(path: str) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1024 * 1024 + 1)
+    except OSError as exc:
+        raise TargetError(f"{path}: {exc.strerror or exc}") from None
+    if len(data) > 1024 * 1024:
+        raise TargetError(f"{path}: larger than 1 MiB, not a table of targets")
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            return tomllib.loads(data.decode("utf-8"))
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise TargetError(f"{path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'} ({exc})") from None
+
+
+def load_targets(source: Any = None) -> Tuple[Target, ...]:
+    """The table ``source`` names: None → the default table; a ``module:TABLE`` reference; a ``.toml`` or
+    ``.json`` file; or the rows themselves (Targets or dicts). :class:`TargetError` when it cannot be loaded."""
+    if source is None:
+        source = DEFAULT_TABLE
+    if isinstance(source, str):
+        text = source.strip()
+        if text.endswith((".toml", ".json")) or os.sep in text:
+            return _rows(_read_file(text), text)
+        return _rows(resolve(text), text)
+    return _rows(source, "targets")
+
+
+def table_source(explicit: Any, env: Any) -> Any:
+    """What to load: ``explicit`` (``targets=``) when given, else ``OTEL_DIAG_TARGETS`` from ``env``, else the default."""
+    if explicit is not None:
+        return explicit
+    value = (env.get(TARGETS_ENV) or "").strip() if env is not None else ""
+    return value or None
+
+
+def describe(rows: Iterable[Target]) -> List[str]:
+    """``module:Qualified.name`` of each row (for messages and checks)."""
+    return [row.function for row in rows]
+
+
+__all__ = ["Call", "Declared", "DEFAULT_TABLE", "EVENTS", "Target", "TargetError", "TARGETS_ENV", "compile_target",
+           "load_targets", "resolve", "table_source", "target"]

@@ -57,10 +57,11 @@ _INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # the SDK th
 _SUPPRESS, _SUPPRESS_PLAIN = SUPPRESS_KEYS
 _MAX_CACHED_KEYS = 100_000  # keys remembered per family; the state's own cap bounds the series
 
-# record(binding, args, kwargs, result, trace_id): count and stamp; result is _MISSING when the call raised.
-Recorder = Callable[["Binding", tuple, dict, Any, int], None]
-# annotate(span, args, kwargs, result): span attributes, called only when the span records.
-Annotator = Callable[[Any, tuple, dict, Any], None]
+# record(binding, instance, args, kwargs, result, trace_id): count and stamp; result is _MISSING when the call
+# raised; instance is what a method was called on (None for a plain function).
+Recorder = Callable[["Binding", Any, tuple, dict, Any, int], None]
+# annotate(span, instance, args, kwargs, result): span attributes, called only when the span records.
+Annotator = Callable[[Any, Any, tuple, dict, Any], None]
 
 
 class Family(dict):
@@ -191,7 +192,7 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 return result
             finally:
                 try:
-                    record(b, args, kwargs, result, 0)
+                    record(b, instance, args, kwargs, result, 0)
                 except Exception:
                     _log.exception(record_key, "otel_diag: recording an event failed")
         try:
@@ -218,11 +219,11 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
                 if record is not None:
                     ctx = span.get_span_context()
                     try:
-                        record(b, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
+                        record(b, instance, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
                     except Exception:
                         _log.exception(record_key, "otel_diag: recording an event failed")
                 if annotate is not None and span.is_recording():
-                    annotate(span, args, kwargs, result)
+                    annotate(span, instance, args, kwargs, result)
             except Exception:
                 _log.exception(annotate_key, "otel_diag: span attributes failed")
             finally:
@@ -321,11 +322,11 @@ def traced_event(span_name: str, *, event: Optional[str] = None, counter: Option
     configured it is a plain call.
     """
 
-    def record(b: Binding, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    def record(b: Binding, instance: Any, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
         series = b.family(counter).get() if counter else None
         b.state.hit(series, event, trace_id)
 
-    def annotate(span: Any, args: tuple, kwargs: dict, result: Any) -> None:
+    def annotate(span: Any, instance: Any, args: tuple, kwargs: dict, result: Any) -> None:
         attrs = attributes(*args, **kwargs) if attributes is not None else None
         if attrs:
             span.set_attributes(attrs)

@@ -25,6 +25,8 @@ def _no_telemetry_leaks():
         inst = ExecutionInstrumentor()
         if inst.is_instrumented_by_opentelemetry:
             inst.uninstrument()
+        ExecutionInstrumentor._targets = None  # a table given to the (singleton's) constructor
+        ExecutionInstrumentor.table = ()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Dict, List, Optional
 
 from otel_diag import semconv as sc
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 from tests.benchmarks.fixtures import APPROVED, ROUTE, SIGNAL, VETO, StubHost, quiet_otel, telemetry_setup, wrapped_host
 from tests.benchmarks.harness import Row, paired_overheads, ratio

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List
 
 from otel_diag.instrumentor import worth_patching
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 from tests.benchmarks.bench_alternatives import prometheus_hosts
 from tests.benchmarks.fixtures import CALLS, VARIANTS, StubHost, flush, quiet_otel, telemetry_setup, wrapped_host

@@ -127,7 +127,7 @@ def _bare_span_patches(tracer) -> List[Tuple[object, str, object]]:
     import importlib
 
     from otel_diag.instrumentor import _owner
-    from otel_diag.targets import TARGETS
+    from otel_diag.default_targets import TARGETS
     from otel_diag.wrappers import patch_function
 
     def span_wrapper(name: str):

@@ -37,7 +37,7 @@ def measure(events: int, symbols: int, variant: str) -> Dict[str, float]:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from otel_diag.wrappers import ACTIVE, make_wrapper
-    from otel_diag.targets import TARGETS
+    from otel_diag.default_targets import TARGETS
     from tests.benchmarks.fixtures import T0, EchoHost, flush, quiet_otel, telemetry_setup, wrapped_host
     from tests.benchmarks.harness import rss_bytes
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Sequence
 import pytest
 
 from otel_diag import semconv as sc
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from tests.fixtures.env import LOOPBACK, clean_env, free_port
 from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import frozen, in_memory_run, point_values, span_keys

@@ -295,7 +295,7 @@ def test_replay_when_counted_then_last_event_times_are_the_engine_clock_of_the_l
 
 
 def test_replay_when_counted_then_exit_gauges_are_the_last_scans(long_run):
-    from otel_diag.targets import exit_gauges
+    from otel_diag.default_targets import exit_gauges
 
     last_scan = [c.exit_scan for c in long_run.cycles if c.exit_scan is not None][-1]
     expected = exit_gauges(last_scan)

@@ -13,7 +13,7 @@ import otel_diag
 from execution.executor_live import RunHooks, RunOptions, run
 from execution.scenarios import SCENARIOS
 from otel_diag.instrumentor import ExecutionInstrumentor
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import is_patch
 from tests.fixtures.env import clean_env
 

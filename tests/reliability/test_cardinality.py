@@ -27,7 +27,7 @@ from execution.state_v7 import load_runtime_diagnostics_state
 from otel_diag import semconv as sc
 from otel_diag.reader import OTHER
 from otel_diag.state import DEFAULT_MAX_SERIES_PER_METRIC
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 
 START = 1_767_571_200.0

@@ -24,7 +24,7 @@ import otel_diag
 from execution.diagnostics_metrics import record_router_event
 from execution.models import Order, RiskDecision, Side, Signal
 from otel_diag import semconv as sc
-from otel_diag.targets import TARGETS
+from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import ACTIVE, make_wrapper
 
 THREADS = 8

@@ -21,7 +21,8 @@ from otel_diag import semconv as sc
 from otel_diag import wrappers
 from otel_diag._log import RateLimitedLog
 from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_functions
-from otel_diag.targets import TARGETS, Target
+from otel_diag.default_targets import TARGETS
+from otel_diag.targets import Target
 from otel_diag.wrappers import ACTIVE, EventSpec, is_patch
 
 T0 = 1_767_571_200.0
@@ -57,11 +58,11 @@ def providers():
     meter_provider.shutdown()
 
 
-def instrument(providers) -> ExecutionInstrumentor:
+def instrument(providers, targets=None) -> ExecutionInstrumentor:
     tracer_provider, meter_provider, _, _ = providers
     inst = ExecutionInstrumentor()
     inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, clock=lambda: T0,
-                    skip_dep_check=True)
+                    skip_dep_check=True, targets=targets)
     return inst
 
 
@@ -176,10 +177,10 @@ def test_instrument_when_instrumented_then_each_engine_call_is_a_span(originals,
 def raising_targets(*, record: bool, annotate: bool):
     """The patch table with every recorder and/or annotator replaced by one that raises."""
 
-    def bad_record(b, args, kwargs, result, trace_id):
+    def bad_record(b, instance, args, kwargs, result, trace_id):
         raise RuntimeError("recorder bug")
 
-    def bad_annotate(span, args, kwargs, result):
+    def bad_annotate(span, instance, args, kwargs, result):
         raise RuntimeError("annotator bug")
 
     return tuple(Target(t.module, t.name, EventSpec(t.spec.span_name,
@@ -188,13 +189,13 @@ def raising_targets(*, record: bool, annotate: bool):
                  for t in TARGETS)
 
 
-def replay(tmp_path, repo_root, name: str, *, instrument: bool, processors=()):
+def replay(tmp_path, repo_root, name: str, *, instrument: bool, processors=(), targets=None):
     from execution.executor_live import RunHooks, RunOptions, run
 
     state_dir = tmp_path / name
     config_path = os.path.join(repo_root, "config", "strategy_config.json")
     summary = run(RunOptions(config_path=config_path, state_dir=str(state_dir), cycles=30, instrument=instrument),
-                  RunHooks(span_processors=processors, configure_kwargs={"env": {}}))
+                  RunHooks(span_processors=processors, configure_kwargs={"env": {}, "targets": targets}))
     return summary, (state_dir / "journal.jsonl").read_bytes()
 
 
@@ -203,11 +204,11 @@ def test_instrument_when_recorders_or_annotators_raise_then_engine_results_untou
         tmp_path, monkeypatch, caplog, repo_root, record, annotate):
     errors = RateLimitedLog(logging.getLogger("otel_diag"))
     monkeypatch.setattr(wrappers, "_log", errors)
-    monkeypatch.setattr(instrumentor_module, "TARGETS", raising_targets(record=record, annotate=annotate))
     exporter = InMemorySpanExporter()
 
     with caplog.at_level(logging.WARNING, logger="otel_diag"):
-        broken, broken_journal = replay(tmp_path, repo_root, "broken", instrument=True, processors=[SimpleSpanProcessor(exporter)])
+        broken, broken_journal = replay(tmp_path, repo_root, "broken", instrument=True, processors=[SimpleSpanProcessor(exporter)],
+                                        targets=raising_targets(record=record, annotate=annotate))
     plain, plain_journal = replay(tmp_path, repo_root, "plain", instrument=False)
 
     assert broken_journal == plain_journal
@@ -232,14 +233,15 @@ def late_module(tmp_path, monkeypatch):
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, name, raising=False)
-    table = (Target(name, "Late.work", EventSpec("late.work")),)
-    monkeypatch.setattr(instrumentor_module, "TARGETS", table)
     yield name
     sys.modules.pop(name, None)
 
 
+LATE_TABLE = (Target("otel_diag_late_target", "Late.work", EventSpec("late.work")),)
+
+
 def test_instrument_when_module_imported_later_then_patched_on_import(late_module, providers):
-    inst = instrument(providers)
+    inst = instrument(providers, LATE_TABLE)
     assert late_module not in sys.modules
 
     module = importlib.import_module(late_module)
@@ -253,7 +255,7 @@ def test_instrument_when_module_imported_later_then_patched_on_import(late_modul
 
 
 def test_uninstrument_when_before_import_then_the_stale_hook_patches_nothing(late_module, providers):
-    inst = instrument(providers)
+    inst = instrument(providers, LATE_TABLE)
     inst.uninstrument()
 
     module = importlib.import_module(late_module)

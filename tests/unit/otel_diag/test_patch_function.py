@@ -136,7 +136,7 @@ def test_patched_method_when_eight_threads_call_at_once_then_counts_exact():
     holder = Holder()
     holder.binding = Binding(state, None)
 
-    def record(b, args, kwargs, result, trace_id):
+    def record(b, instance, args, kwargs, result, trace_id):
         b.state.hit(b.signals[args[0]], sc.EVENT_SIGNAL, trace_id)
 
     install_patch(Venue, "place", make_wrapper(EventSpec("venue.place", record), holder))

@@ -220,7 +220,7 @@ def test_make_wrapper_when_no_binding_then_plain_call_and_nothing_recorded():
 
 
 def test_make_wrapper_when_recorder_raises_then_result_untouched_and_logged_once(tracer, exporter, errors, caplog):
-    def bad_record(b, args, kwargs, result, trace_id):
+    def bad_record(b, instance, args, kwargs, result, trace_id):
         raise Boom("recorder bug")
 
     state = EventState(lambda: T0)
@@ -235,7 +235,7 @@ def test_make_wrapper_when_recorder_raises_then_result_untouched_and_logged_once
 
 
 def test_make_wrapper_when_recorder_raises_on_metrics_only_path_then_result_untouched(errors):
-    def bad_record(b, args, kwargs, result, trace_id):
+    def bad_record(b, instance, args, kwargs, result, trace_id):
         raise Boom("recorder bug")
 
     wrapped = wrap(place, EventSpec("x", record=bad_record), Binding(EventState(lambda: T0), None))
@@ -250,10 +250,10 @@ def test_make_wrapper_when_host_raises_and_recorder_raises_then_host_exception_p
     def host():
         raise error
 
-    def bad_record(b, args, kwargs, result, trace_id):
+    def bad_record(b, instance, args, kwargs, result, trace_id):
         raise ValueError("recorder bug")
 
-    def bad_annotate(span, args, kwargs, result):
+    def bad_annotate(span, instance, args, kwargs, result):
         raise ValueError("annotator bug")
 
     for binding in (Binding(EventState(lambda: T0), tracer), Binding(EventState(lambda: T0), None)):
@@ -266,7 +266,7 @@ def test_make_wrapper_when_host_raises_and_recorder_raises_then_host_exception_p
 def test_make_wrapper_when_host_raises_then_recorder_sees_missing_result(tracer):
     seen = []
 
-    def record(b, args, kwargs, result, trace_id):
+    def record(b, instance, args, kwargs, result, trace_id):
         seen.append(result is wrappers._MISSING)
 
     def host():
@@ -283,7 +283,7 @@ def test_make_wrapper_when_tracing_off_then_counts_without_spans(exporter):
     state = EventState(lambda: T0)
     binding = Binding(state, None)
 
-    def record(b, args, kwargs, result, trace_id):
+    def record(b, instance, args, kwargs, result, trace_id):
         b.state.hit(b.signals.get(args[0]), sc.EVENT_SIGNAL, trace_id)
 
     wrapped = wrap(place, EventSpec(sc.SPAN_SIGNAL_GENERATE, record=record), binding)
@@ -296,7 +296,7 @@ def test_make_wrapper_when_tracing_off_then_counts_without_spans(exporter):
 
 
 def test_make_wrapper_when_span_records_then_annotator_sees_args_and_result(tracer, exporter):
-    def annotate(span, args, kwargs, result):
+    def annotate(span, instance, args, kwargs, result):
         span.set_attributes({sc.ATTR_SYMBOL: args[0], sc.ATTR_QUANTITY: result["quantity"]})
 
     wrapped = wrap(place, EventSpec(sc.SPAN_ORDER_ROUTE, annotate=annotate), Binding(EventState(lambda: T0), tracer))

@@ -1,0 +1,1 @@
+"""Runnable examples of engines that otel_diag can instrument from the outside."""
