@@ -43,7 +43,7 @@ $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dashboard,auto,dev]'
+	$(BIN)/python -m pip install -q -e '.[dashboard,auto,dev,examples]'
 	@touch $@
 
 # Services the tests start for real: Debian's prometheus (with promtool), prometheus-alertmanager (with amtool)

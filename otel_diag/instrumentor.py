@@ -78,6 +78,9 @@ def usable_rows(rows: Tuple[Target, ...]) -> List[Tuple[Target, EventSpec]]:
     usable: List[Tuple[Target, EventSpec]] = []
     for row in rows:
         try:
+            if any(row.function == earlier.function for earlier, _ in usable):
+                raise TargetError(f"target {row.function}: named by an earlier row too (a function has one patch: "
+                                  "the first row's events are recorded)")
             spec = compile_target(row)
             if row.module not in sys.modules and importlib.util.find_spec(row.module) is None:
                 raise TargetError(f"target {row.function}: no module named {row.module}")

@@ -17,7 +17,10 @@ timed in the same rounds, and every figure is an overhead over it.
   the bare call / prometheus_client's, budget ≤ 1.0×. The same wrapper patched as a plain
   ``wrapt.FunctionWrapper`` (what ``wrapt.wrap_function_wrapper`` installs) is timed in the same
   rounds and its ratio put in the row's note and ``data["wrapt_ratio"]``: the figure that keeps
-  ``patch_function`` for plain methods.
+  ``patch_function`` for plain methods. For ``risk.check``, the same row declared the way a user's
+  table declares it (``otel_diag.targets.target(…, "risk_check", symbol=…, reason=…)``, adapters
+  called with a ``Call``) is timed too, its ratio in the note and ``data["declarative_ratio"]``:
+  the figure that keeps the shipped engine's table hand-written (``otel_diag.default_targets``).
 - **sampler off** (``OTEL_TRACES_SAMPLER=always_off``) and **recording span** (every span recorded
   into a BatchSpanProcessor whose exporter drops them): information, the overhead over the bare
   call, no budget. A recording-span row also states its overhead as a multiple of a bare SDK span
@@ -30,8 +33,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
-from otel_diag.instrumentor import worth_patching
 from otel_diag.default_targets import TARGETS
+from otel_diag.instrumentor import worth_patching
+from otel_diag.targets import compile_target, target
 from otel_diag.wrappers import ACTIVE, make_wrapper
 from tests.benchmarks.bench_alternatives import prometheus_hosts
 from tests.benchmarks.fixtures import CALLS, VARIANTS, StubHost, flush, quiet_otel, telemetry_setup, wrapped_host
@@ -43,6 +47,11 @@ SPECS = {t.spec.span_name: t.spec for t in TARGETS}
 # metrics only, the cases with a budget: every recording target a cycle calls more than once
 BUDGETED = ("risk.check approved", "risk.check vetoed", "order.route")
 GROUP = "1 per call"
+# risk.check as a user's declarative row would say it: the signal's symbol, the decision's veto reason
+DECLARED_RISK_CHECK = compile_target(target(
+    "tests.benchmarks.fixtures:StubHost.check", "risk_check", span=SPECS["risk.check"].span_name,
+    symbol=lambda call: call.arg(0, "signal").symbol,
+    reason=lambda call: None if call.result.approved else call.result.reason))
 
 
 def _calls_for(name: str, variant: str, telemetry, prometheus: StubHost) -> Dict[str, Callable[[], object]]:
@@ -58,6 +67,9 @@ def _calls_for(name: str, variant: str, telemetry, prometheus: StubHost) -> Dict
         # the same wrapper under wrapt.wrap_function_wrapper's FunctionWrapper: the figure behind patch_function
         plain = wrapped_host(case.method, make_wrapper(SPECS[case.span], ACTIVE), wrapt_patch=True)
         calls["otel_diag wrapt"] = lambda: call(plain)
+        if case.span == DECLARED_RISK_CHECK.span_name:
+            declared = wrapped_host(case.method, make_wrapper(DECLARED_RISK_CHECK, ACTIVE))
+            calls["otel_diag declarative"] = lambda: call(declared)
     if variant == "recording span":
         tracer = telemetry.tracer_provider.get_tracer("bench.bare")
         span_name = case.span
@@ -112,13 +124,19 @@ def run_calls(loops: int = 2_000, rounds: int = 31, span_loops: int = 400, span_
                         wrapt_ratio = ratio(overheads["otel_diag wrapt"], overheads["prometheus"])
                         note += (f"; the same wrapper as a `wrapt.FunctionWrapper` (what `wrapt.wrap_function_wrapper` "
                                  f"installs): {overheads['otel_diag wrapt'] / 1000:.2f} µs, {wrapt_ratio:.2f}×")
+                        extra = {}
+                        if "otel_diag declarative" in overheads:
+                            extra["declarative_ratio"] = ratio(overheads["otel_diag declarative"], overheads["prometheus"])
+                            note += (f"; declared as a user's table row (`targets.target(…, \"risk_check\", symbol=…, "
+                                     f"reason=…)`): {overheads['otel_diag declarative'] / 1000:.2f} µs, "
+                                     f"{extra['declarative_ratio']:.2f}×")
                         rows.append(Row(GROUP, f"{case.what} · metrics only",
                                         "otel_diag's overhead / prometheus_client's, children bound once, recording "
                                         "the same events (each over the bare call, same rounds)",
                                         value, "x", baseline=overheads["prometheus"], figure=overheads["otel_diag"],
                                         figure_unit="ns", budget=RATIO_BUDGET, budget_text=BUDGET_TEXT,
                                         note=note, checked=checked, key=key,
-                                        data={"bare_ns": bare_ns, "wrapt_ratio": wrapt_ratio}))
+                                        data={"bare_ns": bare_ns, "wrapt_ratio": wrapt_ratio, **extra}))
                         continue
                     data = {"bare_ns": bare_ns}
                     if "sdk span" in overheads:

@@ -217,3 +217,34 @@ def test_opentelemetry_instrument_when_execution_disabled_then_engine_not_patche
     assert sc.SPAN_EXECUTOR_CYCLE not in proc.stdout and f"bars: {CYCLES}" in proc.stdout
     doc = json.loads((tmp_path / "state" / "diagnostics.json").read_text())
     assert doc["runtime_diagnostics"]["exit_pipeline"]["total_exit_scans"] == 0
+
+
+# A host with no otel_diag call of its own: backtrader and the example strategy, nothing else.
+BACKTRADER_HOST = "from examples.backtrader.run import run; run(bars=60)"
+
+
+def test_opentelemetry_instrument_when_otel_diag_targets_names_a_table_then_that_engine_is_traced(repo_root):
+    # Arrange: the launcher finds the instrumentor by its entry point; OTEL_DIAG_TARGETS gives it backtrader's table
+    env = {**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": "backtrader-auto",
+           "OTEL_DIAG_TARGETS": "examples.backtrader.targets:TARGETS", "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+           "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"}
+
+    proc = subprocess.run([LAUNCHER, "--traces_exporter", "console", "--metrics_exporter", "console", "--",
+                           sys.executable, "-c", BACKTRADER_HOST], cwd=repo_root, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "otel_diag" not in proc.stderr, "every row of the table should resolve"
+    printed = _printed_objects(proc.stdout)
+    names = Counter(o["name"] for o in printed if "context" in o and "name" in o)
+    assert {"strategy.entry_signal", "strategy.risk_check", "strategy.buy", "broker.submit", "order.execute",
+            "broker.next", "broker.execute"} <= set(names), names
+    assert names["broker.next"] == 60  # the broker's pass runs once a bar
+    exports = [o for o in printed if "resource_metrics" in o]
+    orders = {p["attributes"]["trading.symbol"]: p["value"] for p in _points(exports, sc.METRIC_ORDERS)}
+    assert set(orders) <= {"BTCUSD", "ETHUSD", "SOLUSD"} and sum(orders.values()) == names["strategy.buy"] + \
+        names["strategy.sell"]
+    assert [p["value"] for p in _points(exports, sc.METRIC_EXIT_SCANS)] == [60]
+    # the coverage adapter ran at the broker's pass: every open position has its stop
+    assert [p["value"] for p in _points(exports, sc.METRIC_TP_SL_MISSING)] == [0]
+    assert len(_points(exports, sc.METRIC_POSITIONS_OPEN)) == 1

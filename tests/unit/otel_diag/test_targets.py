@@ -330,6 +330,7 @@ def test_rows_when_some_unusable_then_one_warning_each_and_the_rest_instrumented
         target("mybot:Bot.close", "veto"),                              # a veto without a reason
         target("Bot.decide", "signal"),                                 # no module
         target("mybot:Bot.submit", "order", symbol="mybot_otel:order_symbol"),
+        target("mybot:Bot.submit", "router"),                           # the same function again
     )
     with caplog.at_level(logging.WARNING, logger="otel_diag"):
         telemetry = configure(table)
@@ -338,14 +339,16 @@ def test_rows_when_some_unusable_then_one_warning_each_and_the_rest_instrumented
         trade(mybot)
 
     messages = warnings_of(caplog)
-    assert len(messages) == 6, messages
+    assert len(messages) == 7, messages
     for needle in ("mybot:Bot.submitt: mybot has no Bot.submitt", "mybot_gone:Bot.submit: no module named mybot_gone",
                    "event 'exit_scann' is not one of", "reason: mybot_otel:no_such_adapter: mybot_otel has no "
-                   "no_such_adapter", "mybot:Bot.close: a veto needs a reason", "'Bot.decide:'"):
+                   "no_such_adapter", "mybot:Bot.close: a veto needs a reason", "'Bot.decide:'",
+                   "mybot:Bot.submit: named by an earlier row too"):
         assert sum(needle in m for m in messages) == 1, (needle, messages)
     assert all(m.endswith("the other targets still instrument") for m in messages)
     assert all("\n" not in m for m in messages)
-    assert telemetry.snapshot().orders_by_symbol == {"BTC": 1}
+    derived = telemetry.snapshot()
+    assert derived.orders_by_symbol == {"BTC": 1} and derived.router_events == {}
     assert ExecutionInstrumentor.patched() == ["mybot.Bot.submit"]
 
 
