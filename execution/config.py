@@ -191,6 +191,11 @@ class TelemetryConfig:
     jaeger_ui_url: Optional[str] = None
     prometheus_port: Optional[int] = _check(lambda v: None if v is None or 0 <= v <= 65535 else "a TCP port 0..65535 or null", None)
     prometheus_host: str = "127.0.0.1"
+    # The table of targets otel_diag patches (module:TABLE or a .toml/.json file; otel_diag.targets); null: the
+    # OTEL_DIAG_TARGETS setting, else the shipped engine's table. It is loaded when telemetry starts: a table
+    # that cannot be used is a warning there, not a config error.
+    targets: Optional[str] = _check(lambda v: None if v is None or v.strip() else "a module:TABLE reference, a "
+                                    ".toml/.json path, or null", None)
 
 
 @dataclass(frozen=True)

@@ -216,11 +216,12 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         if opts.instrument:
             import otel_diag
 
-            telemetry = otel_diag.configure(
-                clock=clock, service_name=cfg.telemetry.service_name,
-                deployment_environment=cfg.telemetry.deployment_environment,
-                prometheus_port=cfg.telemetry.prometheus_port, prometheus_host=cfg.telemetry.prometheus_host,
-                span_processors=hooks.span_processors, metric_readers=hooks.metric_readers, **hooks.configure_kwargs)
+            telemetry = otel_diag.configure(**{
+                "clock": clock, "service_name": cfg.telemetry.service_name,
+                "deployment_environment": cfg.telemetry.deployment_environment,
+                "prometheus_port": cfg.telemetry.prometheus_port, "prometheus_host": cfg.telemetry.prometheus_host,
+                "targets": cfg.telemetry.targets, "span_processors": hooks.span_processors,
+                "metric_readers": hooks.metric_readers, **hooks.configure_kwargs})
         # Everything that can fail on bad input has passed: only now is the last run's journal moved aside.
         state.rotate_journal()
         try:

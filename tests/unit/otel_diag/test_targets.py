@@ -398,3 +398,30 @@ def test_coverage_gauges_when_keys_given_then_missing_orphans_underwater_defined
     assert gauges.missing == (("ETH", "short"), ("SOL", ""))
     assert gauges.underwater_unprotected == (("ETH", "short"),)  # BTC is underwater but protected
     assert coverage_gauges([], []).coverage == 0.0
+
+
+# -- the executor's config names a table ---------------------------------------------------------
+def test_executor_when_config_names_a_table_then_only_its_rows_instrument(tmp_path, repo_root):
+    from execution.executor_live import RunHooks, RunOptions, run
+
+    (tmp_path / "scans_only.toml").write_text(
+        '[[targets]]\nfunction = "execution.exit_scanner:ExitScanner.scan"\nevent = "exit_scan"\n')
+    with open(f"{repo_root}/config/strategy_config.json") as fh:
+        config = json.load(fh)
+    config["telemetry"]["targets"] = str(tmp_path / "scans_only.toml")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    docs = []
+
+    run(RunOptions(config_path=str(tmp_path / "config.json"), state_dir=str(tmp_path / "state"), cycles=30),
+        RunHooks(on_publish=docs.append, configure_kwargs={"env": {}}))
+
+    rd = docs[-1]["runtime_diagnostics"]
+    assert rd["exit_pipeline"]["total_exit_scans"] == 30
+    assert rd["veto_counters"]["total_signals"] == 0 and rd["veto_counters"]["total_orders"] == 0
+
+
+def test_config_when_targets_blank_then_one_line_naming_the_key():
+    from execution.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=r"telemetry\.targets.*module:TABLE"):
+        config_from_dict({"telemetry": {"targets": "  "}})
