@@ -43,7 +43,7 @@ import importlib
 import json
 import os
 import re
-from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple, Union
 
 from otel_diag import semconv as sc
 from otel_diag.state import coverage_gauges
@@ -160,6 +160,11 @@ def _keyed(b: Binding, family: Any, metric: str, key: Any) -> Any:
     return b.family(metric)[()] if key is None else family[key]
 
 
+def _veto(b: Binding, reason: Any, symbol: Any) -> Any:
+    """The veto series of ``reason`` and ``symbol`` (by reason alone when there is no symbol)."""
+    return b.vetoes[reason, symbol] if symbol is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[reason]
+
+
 def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optional[Callable]:
     sym = symbol or (lambda call: None)
 
@@ -174,14 +179,12 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optio
             if why is None:
                 b.state.hit(signal, sc.EVENT_SIGNAL, trace_id)
             else:
-                veto = b.vetoes[why, s] if s is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[why]
-                b.state.hit2(signal, sc.EVENT_SIGNAL, veto, sc.EVENT_VETO, trace_id)
+                b.state.hit2(signal, sc.EVENT_SIGNAL, _veto(b, why, s), sc.EVENT_VETO, trace_id)
     elif event == sc.EVENT_VETO:
         def count(b: Binding, call: Call, trace_id: int) -> None:
             why, s = reason(call), sym(call)
             if why is not None:
-                veto = b.vetoes[why, s] if s is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[why]
-                b.state.hit(veto, sc.EVENT_VETO, trace_id)
+                b.state.hit(_veto(b, why, s), sc.EVENT_VETO, trace_id)
     elif event == sc.EVENT_ORDER:
         def count(b: Binding, call: Call, trace_id: int) -> None:
             order = _keyed(b, b.orders, sc.METRIC_ORDERS, sym(call))
@@ -322,11 +325,6 @@ def table_source(explicit: Any, env: Any) -> Any:
         return explicit
     value = (env.get(TARGETS_ENV) or "").strip() if env is not None else ""
     return value or None
-
-
-def describe(rows: Iterable[Target]) -> List[str]:
-    """``module:Qualified.name`` of each row (for messages and checks)."""
-    return [row.function for row in rows]
 
 
 __all__ = ["Call", "Declared", "DEFAULT_TABLE", "EVENTS", "Target", "TargetError", "TARGETS_ENV", "compile_target",
