@@ -25,10 +25,11 @@ name (default: the qualified name) and adapters. An adapter is a plain function,
 result). ``reason`` and ``router_event`` may also be a literal string (one with no ``:``).
 
 - ``symbol(call)``: the instrument's symbol (None: the series has no symbol).
-- ``when(call)``: false → this call records nothing (its span is still made).
+- ``when(call)``: false → this call records nothing and its span carries none of the event's attributes (the
+  span is still made, with what ``attributes`` returns).
 - ``reason(call)``: a ``risk_check``'s veto reason (None: approved), a ``veto``'s reason, an ``exit_trigger``'s reason.
-- ``router_event(call)``: a ``router`` row's event (``route``, ``twap_slice``, ``fill``, ``reject``; None: not
-  counted); on an ``order`` row it also counts that router event.
+- ``router_event(call)``: a ``router`` row's event (``route`` by default, ``twap_slice``, ``fill``, ``reject``;
+  None: not counted); on an ``order`` row it also counts that router event.
 - ``coverage(call)``: on an ``exit_scan`` row, the exit pipeline as ``(open keys, protected keys, underwater
   keys)`` of (symbol, side) pairs (:func:`otel_diag.state.coverage_gauges` defines what follows from them).
 - ``attributes(call)``: extra span attributes (a dict), only when the span records.
@@ -195,7 +196,7 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optio
                 b.state.hit2(order, sc.EVENT_ORDER, b.router[routed], sc.EVENT_ROUTER, trace_id)
     elif event == sc.EVENT_ROUTER:
         def count(b: Binding, call: Call, trace_id: int) -> None:
-            routed = router_event(call) if router_event is not None else sc.ROUTER_ROUTE
+            routed = router_event(call)
             if routed is not None:
                 b.state.hit(b.router[routed], sc.EVENT_ROUTER, trace_id)
     elif event == sc.EVENT_EXIT_SCAN:
@@ -226,7 +227,7 @@ def _gauges(keys: Tuple[tuple, tuple, tuple]):
     return coverage_gauges(*keys)
 
 
-def _annotator(event: str, symbol, reason, router_event, attributes) -> Optional[Callable]:
+def _annotator(event: str, symbol, when, reason, router_event, attributes) -> Optional[Callable]:
     reason_attr = {EVENT_RISK_CHECK: sc.ATTR_VETO_REASON, sc.EVENT_VETO: sc.ATTR_VETO_REASON,
                    sc.EVENT_EXIT_TRIGGER: sc.ATTR_EXIT_REASON}.get(event)
     reads = [(sc.ATTR_SYMBOL, symbol), (reason_attr, reason if reason_attr else None),
@@ -237,7 +238,9 @@ def _annotator(event: str, symbol, reason, router_event, attributes) -> Optional
 
     def annotate(span: Any, instance: Any, args: tuple, kwargs: dict, result: Any) -> None:
         call = Call(instance, args, kwargs, result)
-        found = {name: value for name, value in ((name, read(call)) for name, read in reads) if value is not None}
+        found = {}
+        if when is None or when(call):  # a call that is no event carries none of the event's attributes
+            found = {name: value for name, value in ((name, read(call)) for name, read in reads) if value is not None}
         if attributes is not None:
             found.update(attributes(call) or {})
         if found:
@@ -262,8 +265,10 @@ def compile_target(row: Target) -> EventSpec:
         raise TargetError(f"target {where}: a veto needs a reason")
     if coverage is not None and d.event != sc.EVENT_EXIT_SCAN:
         raise TargetError(f"target {where}: coverage belongs on an exit_scan row")
+    if d.event == sc.EVENT_ROUTER and router_event is None:
+        router_event = _adapter(f"target {where}", "router_event", sc.ROUTER_ROUTE)
     return EventSpec(d.span or row.name, _recorder(d.event, symbol, when, reason, router_event, coverage),
-                     _annotator(d.event, symbol, reason, router_event, attributes))
+                     _annotator(d.event, symbol, when, reason, router_event, attributes))
 
 
 # -- loading a table -----------------------------------------------------------------------------------

@@ -174,6 +174,9 @@ def test_table_when_engine_runs_then_each_event_counted_stamped_and_traced(mybot
     assert spans["bot.close"].attributes == {sc.ATTR_SYMBOL: "BTC", sc.ATTR_EXIT_REASON: "take_profit"}
     veto_spans = [s for s in exporter.get_finished_spans() if s.attributes.get(sc.ATTR_VETO_REASON)]
     assert [s.attributes[sc.ATTR_SYMBOL] for s in veto_spans] == ["DOGE"]
+    # ETH's decide returned nothing: `when` said no event, so its span carries no event attribute either
+    decide_symbols = [s.attributes.get(sc.ATTR_SYMBOL) for s in exporter.get_finished_spans() if s.name == "bot.decide"]
+    assert decide_symbols == ["BTC", None, "DOGE"]
 
 
 def test_risk_check_row_when_approved_or_vetoed_then_every_check_a_signal_and_vetoes_by_reason(mybot):
