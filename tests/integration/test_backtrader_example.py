@@ -39,7 +39,7 @@ from execution.atomic import atomic_write_json
 from execution.config import AppConfig
 from execution.state_dir import StateDir
 from execution.state_v7 import load_runtime_diagnostics_state
-from tests.integration.test_state_files_schema import errors, validator  # noqa: F401  (validator is a fixture)
+from tests.fixtures.schema import schema_errors, schema_validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = AppConfig()  # the example's thresholds when no --config is given
@@ -104,6 +104,11 @@ def one_line(stderr: str) -> str:
 
 # -- the runs, each once ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
+def validator():
+    return schema_validator()
+
+
+@pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """(scenario, instrumented) -> (the finished CLI run, its state dir); two at a time (the machine is shared)."""
     base = tmp_path_factory.mktemp("cli")
@@ -140,13 +145,13 @@ def cli_ok(cli_runs, scenario: str, instrumented: bool = True):
 
 # -- 1. a healthy CLI run -----------------------------------------------------------------------------
 def test_cli_healthy_when_run_then_exit_0_schema_valid_and_status_says_stopped_healthy(
-        cli_runs, validator):  # noqa: F811
+        cli_runs, validator):
     proc, state = cli_runs["healthy", True]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fault: none" in proc.stdout
     assert {"diagnostics.json", "positions.json", "trades.jsonl"} <= set(os.listdir(state))
     doc = json.loads((state / "diagnostics.json").read_text())
-    assert errors(validator, doc) == []
+    assert schema_errors(validator, doc) == []
     assert doc["service"]["state"] == "stopped" and doc["service"]["name"] == "backtrader-example"
 
     status = run_status(state)
@@ -162,10 +167,10 @@ def test_cli_healthy_when_run_then_exit_0_schema_valid_and_status_says_stopped_h
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_cli_when_any_scenario_then_final_and_running_documents_conform_to_schema(
-        cli_runs, in_process, validator, scenario):  # noqa: F811
+        cli_runs, in_process, validator, scenario):
     final = json.loads((cli_ok(cli_runs, scenario) / "diagnostics.json").read_text())
-    assert errors(validator, final) == []
-    assert errors(validator, last_running(in_process[scenario]["docs"])) == []
+    assert schema_errors(validator, final) == []
+    assert schema_errors(validator, last_running(in_process[scenario]["docs"])) == []
 
 
 # -- 2. a healthy run, document by document -------------------------------------------------------------

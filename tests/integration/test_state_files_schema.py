@@ -8,15 +8,13 @@ import subprocess
 import sys
 import time
 
-import jsonschema
 import pytest
 
-from execution.diagnostics_document import parse_iso as parse_timestamp
 from execution.state_v7 import load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.schema import schema_errors, schema_validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCHEMA_PATH = os.path.join(ROOT, "docs", "runtime_diagnostics.schema.json")
 SPEC_KEYS = {
     "veto_counters": ["by_reason", "total_signals", "total_orders", "total_vetoes",
                       "last_signal_ts", "last_order_ts", "last_veto_ts"],
@@ -29,20 +27,11 @@ SPEC_KEYS = {
 
 @pytest.fixture(scope="module")
 def validator():
-    with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        schema = json.load(fh)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    checker = jsonschema.FormatChecker()
-
-    @checker.checks("date-time")
-    def _iso_with_offset(value: object) -> bool:  # RFC 3339 needs an offset; the file writes +00:00
-        return not isinstance(value, str) or (parse_timestamp(value) is not None and value[-6] in "+-")
-
-    return jsonschema.Draft202012Validator(schema, format_checker=checker)
+    return schema_validator()
 
 
 def errors(validator, doc):
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return schema_errors(validator, doc)
 
 
 def test_schema_when_read_then_requires_every_spec_key(validator):
