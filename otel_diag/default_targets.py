@@ -2,8 +2,9 @@
 
 It is a table like any user's (:mod:`otel_diag.targets`), written at the lowest level: each row is
 (module, qualified function name, EventSpec) with hand-written recorders, because the shipped
-engine's hot path has ratio budgets (docs/benchmarks.md) that the declarative adapters' generality
-would cost. The recorders read the
+engine's hot path has ratio budgets: an approved ``risk.check`` declared as a user's row
+(``target(…, "risk_check", symbol=…, reason=…)``) measures 1.36× prometheus_client's cost, over its
+budget of 1.0×, where this table's recorder measures 0.91× (docs/benchmarks.md). The recorders read the
 engine's own results — a ``RiskDecision`` carries its signal and says why it vetoed, an
 ``ExitScanResult`` what is open and protected — so the engine needs no telemetry calls of its own.
 
