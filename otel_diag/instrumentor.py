@@ -138,7 +138,8 @@ class ExecutionInstrumentor(BaseInstrumentor):
         self._wrapped: List[Tuple[Any, str]] = []
         ACTIVE.binding = self.binding
         generation = self._generation
-        source = table_source(kwargs.get("targets", self._targets), os.environ)
+        explicit = kwargs.get("targets")
+        source = table_source(self._targets if explicit is None else explicit, os.environ)
         try:
             rows = load_targets(source)
         except TargetError as exc:

@@ -85,8 +85,8 @@ PositionKey = Tuple[str, str]  # (symbol, side)
 
 
 def position_key(key: Any) -> PositionKey:
-    """``key`` as a (symbol, side) pair of strings: a pair stays one, a bare symbol gets the side ``""``."""
-    if isinstance(key, tuple) and key:
+    """``key`` as a (symbol, side) pair of strings: a pair (tuple or list) stays one, a bare symbol gets the side ``""``."""
+    if isinstance(key, (tuple, list)) and key:
         return str(key[0]), str(key[1]) if len(key) > 1 else ""
     return str(key), ""
 

@@ -392,7 +392,7 @@ def test_toml_when_malformed_then_error_names_file_and_problem(tmp_path, text, n
 
 # -- coverage: the same meaning for any engine ---------------------------------------------------
 def test_coverage_gauges_when_keys_given_then_missing_orphans_underwater_defined_once():
-    gauges = coverage_gauges(open_keys=[("BTC", "long"), ("ETH", "short"), "SOL"],
+    gauges = coverage_gauges(open_keys=[("BTC", "long"), ["ETH", "short"], "SOL"],
                              protected_keys=[("BTC", "long"), ("XRP", "long")],
                              underwater_keys=[("ETH", "short"), ("BTC", "long")])
 
