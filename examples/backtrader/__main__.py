@@ -106,26 +106,27 @@ def run(args: argparse.Namespace, on_publish: Optional[Callable[[dict], None]] =
             publisher = DiagnosticsPublisher(
                 args.state_dir, cfg, clock=clock, on_publish=on_publish, min_write_seconds=REPLAY_MIN_WRITE_SECONDS,
                 service={"scenario": args.fault or "healthy", "seed": args.seed, "pace": "replay"})
-        broker_ref: list = []
+        cerebro: Optional[Any] = None  # built below; the callbacks run once it runs
+
+        def positions() -> Dict[str, Any]:
+            return positions_state(cerebro.getbroker(), clock)
 
         def on_bar() -> None:
-            if publisher is not None:
-                publisher.maybe_publish(lambda: positions_state(broker_ref[0], clock))
+            publisher.maybe_publish(positions)
 
         cerebro = build_cerebro(seed=args.seed, bars=args.bars, symbols=DEFAULT_SYMBOLS, fault=args.fault,
                                 fault_at=args.fault_at, start=DEFAULT_START, bar_seconds=60, clock=clock,
-                                on_bar=on_bar)
-        broker_ref.append(cerebro.getbroker())
+                                on_bar=on_bar if publisher is not None else None)
         try:
             strategy = cerebro.run()[0]
         except Exception as exc:
             if publisher is not None:
-                publisher.publish(failure=f"backtrader stopped: {type(exc).__name__}: {exc}")
+                publisher.publish(failure=" ".join(f"backtrader stopped: {type(exc).__name__}: {exc}".split()))
             raise
         atomic_write_text(os.path.join(args.state_dir, TRADES_FILE),
                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in strategy.records))
         if publisher is not None:
-            publisher.publish(final=True, positions=lambda: positions_state(broker_ref[0], clock))
+            publisher.publish(final=True, positions=positions)
         return {"records": strategy.records, "publishes": publisher.publishes if publisher else 0,
                 "stalled": len(strategy.stalled)}
     finally:
