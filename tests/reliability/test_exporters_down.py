@@ -11,7 +11,8 @@ there and short export intervals (spans every 100 ms, metrics every 200 ms), so 
 fail during the loop. What is asserted is functional: every bar traded, the same journal as the
 same pipeline with exporters that drop locally, no telemetry error swallowed, shutdown returns
 while the collector still hangs, and nothing is sent after it returned. No test here bounds or
-compares a duration (pytest-timeout, pyproject.toml, is the only guard against a hang). What a
+compares a duration or reads a clock: a wait for the collector is a wait on its count of connections or
+requests (``Tally``), and pytest-timeout (pyproject.toml) is the only guard against a hang. What a
 broken collector costs in time — p99 per cycle against that pipeline, how long shutdown takes and
 when the exporter threads end, against the shutdown bound — is measured by ``make bench``
 (tests/benchmarks/bench_exporters.py): timings are not a test on a shared 2-core machine.
@@ -33,7 +34,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 import otel_diag
 from tests.fixtures.collectors import BROKEN, FAST_EXPORT_ENV, BrokenCollectors, DropMetrics, DropSpans, end_spans
 from tests.fixtures.env import clean_env
-from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import quiet_config_file, traced_replay
 
 CYCLES = 1_000
@@ -110,7 +110,7 @@ def _clock() -> float:
 # -- shutdown: bounded, and nothing left running -------------------------------------------------------
 def _connect_refused(address) -> bool:
     try:
-        socket.create_connection(address, timeout=0.5).close()
+        socket.create_connection(address).close()  # loopback: refused or accepted at once
     except OSError:
         return True
     return False
@@ -124,7 +124,7 @@ def test_shutdown_when_collector_hangs_mid_export_then_returns_and_prometheus_en
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["silent"]})
     address = telemetry.prometheus_address
     end_spans(1_000)  # more than one batch (512): the worker exports at once
-    assert wait_until(lambda: silent.accepted > accepted_before, 5), "the exporter never connected"
+    silent.connections.wait_beyond(accepted_before)  # the exporter connected
 
     # Act
     flushed = otel_diag.shutdown(timeout_millis=1_000)
@@ -142,7 +142,7 @@ def test_shutdown_when_collector_refuses_then_exporter_threads_end_and_send_noth
     otel_diag.configure(clock=_clock, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["refusing"]})
     exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
     end_spans(1_000)
-    assert wait_until(lambda: refusing.requests > requests_before, 5), "the exporter never reached the collector"
+    refusing.tally.wait_beyond(requests_before)  # the exporter reached the collector
 
     # Act
     flushed = otel_diag.shutdown(timeout_millis=SHORT_SHUTDOWN_MILLIS)
