@@ -24,6 +24,7 @@ error) — trading stopped, one line on stderr, the journal ends on a complete r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -36,7 +37,7 @@ from execution.clock import SimClock, wall_clock
 from execution.config import (DEFAULT_CONFIG_PATH, MAX_BAR_SECONDS, MAX_CYCLES, MAX_PATH_BYTES, MAX_SEED, AppConfig,
                               ConfigError, load_config)
 from execution.engine import CycleResult, Executor, RunStats
-from execution.diagnostics_document import JOURNAL_FILE, POSITIONS_FILE, describe, shorten
+from execution.diagnostics_document import DIAGNOSTICS_FILE, JOURNAL_FILE, POSITIONS_FILE, describe, shorten
 from execution.journal import FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import DataError, SyntheticFeed, load_csv
 from execution.scenarios import SCENARIOS, Scenario
@@ -97,13 +98,15 @@ class RunHooks:
     wall_clock: Optional[Callable[[], float]] = None
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise UsageError(f"{self.prog}: {message}")
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are :class:`UsageError`: one short line (a huge bad value cut as describe() does)."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(" ".join(shorten(w) for w in f"{self.prog}: {message}".split(" ")))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="executor", description="Paper-trading execution engine with runtime diagnostics.")
+    p = OneLineArgumentParser(prog="executor", description="Paper-trading execution engine with runtime diagnostics.")
     p.add_argument("--config", dest="config_path", default=None, help=f"strategy config JSON (default {DEFAULT_CONFIG_PATH}, built-in defaults when absent)")
     p.add_argument("--state-dir", default="state", help="folder for journal.jsonl, positions.json, diagnostics.json (default state)")
     p.add_argument("--cycles", type=int, default=None, help=f"bars to process (default {DEFAULT_CYCLES}, or all rows of --data)")
@@ -122,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
     """The run's options, each in the range the engine computes with; UsageError (one short line) otherwise."""
-    try:
-        ns = build_parser().parse_args(argv)
-    except UsageError as exc:  # argparse quotes a bad value whole: cut a huge one as describe() does
-        raise UsageError(" ".join(shorten(w) for w in str(exc).split(" "))) from None
-    opts = RunOptions(**vars(ns))
+    opts = RunOptions(**vars(build_parser().parse_args(argv)))
     if opts.cycles is not None and not 1 <= opts.cycles <= MAX_CYCLES:
         raise UsageError(f"executor: --cycles: expected an integer >= 1 and <= {MAX_CYCLES}, got {describe(opts.cycles)}")
     if not 0 <= opts.fault_at <= MAX_CYCLES:
@@ -203,15 +202,15 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         os.makedirs(opts.state_dir, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"executor: --state-dir {opts.state_dir}: cannot create ({exc.strerror})") from None
-    state = StateDir.acquire(opts.state_dir)  # one executor per state dir, from here to state.release()
     cycles = opts.cycles or (len(steps) if steps is not None else DEFAULT_CYCLES)
     bar_seconds = cfg.market_data.bar_seconds
     start = steps[0][0] if steps else cfg.market_data.start_epoch
     realtime = opts.pace == "realtime"
     clock = wall_clock if realtime else SimClock(start)
     scenario = Scenario(opts.scenario, opts.fault_at)
+    state = StateDir.acquire(opts.state_dir)  # one executor per state dir, from here to state.release()
 
-    telemetry = publisher = None
+    telemetry = publisher = journal = None
     try:
         if opts.instrument:
             import otel_diag
@@ -237,7 +236,13 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
                                              service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
                                              telemetry=telemetry, before_write=journal.sync, min_write_seconds=min_write,
                                              wall_clock=hooks.wall_clock or wall_clock)
-    except BaseException:
+        source = iter(steps[:cycles]) if steps is not None else \
+            SyntheticFeed(cfg.strategy.symbols, opts.seed, start, bar_seconds).steps(cycles)
+        engine = Executor(cfg, clock=clock, seed=opts.seed, scenario=scenario, journal=journal)
+    except BaseException:  # nothing traded: release what was taken, in reverse
+        if journal is not None:
+            with contextlib.suppress(JournalError):  # the error on its way out is the one to tell
+                journal.close()
         if telemetry is not None:
             import otel_diag
 
@@ -245,15 +250,13 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
         state.release()
         raise
 
-    stop = _StopFlag()
-    stop.install()
     interval = opts.bar_interval if opts.bar_interval is not None else float(bar_seconds)
-    source = iter(steps[:cycles]) if steps is not None else SyntheticFeed(cfg.strategy.symbols, opts.seed, start, bar_seconds).steps(cycles)
     progress = _Progress(cycles, enabled=opts.progress)
     done = 0
     failure: Optional[JournalError] = None
     reason: Optional[str] = None  # why the run failed, one line; None when it ended or was stopped
-    engine = Executor(cfg, clock=clock, seed=opts.seed, scenario=scenario, journal=journal)
+    stop = _StopFlag()
+    stop.install()
     try:
         try:
             next_tick = time.monotonic()
@@ -343,8 +346,8 @@ def format_summary(s: RunSummary) -> List[str]:
         f"orders routed: {st.orders_routed}   not routed: {st.orders_stuck}   fills: {s.fills}   rejects: {s.rejects}",
         f"exit scans: {st.exit_scans}   exit triggers: {st.exit_triggers}   TP/SL registered: {st.tp_sl_registered}   dropped: {st.tp_sl_dropped}",
         f"PnL realized: {s.realized_pnl:.2f} USDT   unrealized: {s.unrealized_pnl:.2f} USDT",
-        f"state: {os.path.join(s.state_dir, 'journal.jsonl')}, {os.path.join(s.state_dir, 'positions.json')}"
-        + (f", {os.path.join(s.state_dir, 'diagnostics.json')} ({s.publishes} publishes)" if s.publishes else ""),
+        f"state: {os.path.join(s.state_dir, JOURNAL_FILE)}, {os.path.join(s.state_dir, POSITIONS_FILE)}"
+        + (f", {os.path.join(s.state_dir, DIAGNOSTICS_FILE)} ({s.publishes} publishes)" if s.publishes else ""),
     ]
     if s.rotated_journal:
         lines.insert(-1, f"previous journal kept as {s.rotated_journal}")

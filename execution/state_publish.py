@@ -47,6 +47,7 @@ from execution.diagnostics_document import (
     SERVICE_RUNNING,
     SERVICE_STOPPED,
     DiagnosticsDocument,
+    clip,
     section_to_json,
     service_info,
     to_iso,
@@ -141,7 +142,9 @@ class DiagnosticsPublisher:
                 _log.exception("on_publish", "diagnostics: the on_publish hook failed")
 
     def document(self, final: bool = False, failure: Optional[str] = None) -> Dict[str, Any]:
-        """The whole diagnostics.json document, evaluated now; ``failure`` (one line) says the run failed."""
+        """The whole diagnostics.json document, evaluated now; ``failure`` says the run failed (kept as one line
+        of at most MAX_TEXT_CHARS, whatever the caller passes)."""
+        failure = clip(" ".join(failure.split())) if failure else None
         evaluated = self.clock()
         written = self.wall_clock()
         snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry)

@@ -42,7 +42,7 @@ from otel_diag.package import _instruments
 from otel_diag.state import EventState
 from otel_diag.targets import Target, TargetError, compile_target, load_targets, table_source
 from otel_diag.version import __version__
-from otel_diag.wrappers import ACTIVE, Binding, EventSpec, install_patch, is_patch, make_wrapper, remove_patch
+from otel_diag.wrappers import ACTIVE, Binding, EventSpec, held, install_patch, is_patch, make_wrapper, remove_patch
 
 _logger = logging.getLogger(__name__)
 
@@ -76,9 +76,10 @@ def usable_rows(rows: Tuple[Target, ...]) -> List[Tuple[Target, EventSpec]]:
     """Each row with its EventSpec, the unusable ones left out with one warning each (the module is imported
     only when it exists: a typo in its name is found now, not never)."""
     usable: List[Tuple[Target, EventSpec]] = []
+    named = set()
     for row in rows:
         try:
-            if any(row.function == earlier.function for earlier, _ in usable):
+            if row.function in named:
                 raise TargetError(f"target {row.function}: named by an earlier row too (a function has one patch: "
                                   "the first row's events are recorded)")
             spec = compile_target(row)
@@ -91,6 +92,7 @@ def usable_rows(rows: Tuple[Target, ...]) -> List[Tuple[Target, EventSpec]]:
             _warn(f"target {row.function}: {type(exc).__name__}: {exc}")
             continue
         usable.append((row, spec))
+        named.add(row.function)
     return usable
 
 
@@ -162,11 +164,8 @@ class ExecutionInstrumentor(BaseInstrumentor):
                 _warn(f"target {target.function}: {target.module} has no {target.name}")
                 return
             try:
-                current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
-                if is_patch(current):
-                    return  # already patched
-                install_patch(owner, attr, make_wrapper(spec, ACTIVE))
-                self._wrapped.append((owner, attr))
+                if install_patch(owner, attr, make_wrapper(spec, ACTIVE)):  # False: patched already
+                    self._wrapped.append((owner, attr))
             except Exception as exc:
                 _warn(f"target {target.function}: could not patch it ({type(exc).__name__}: {exc})")
 
@@ -201,8 +200,7 @@ def target_functions(rows: Optional[Tuple[Target, ...]] = None) -> Dict[str, Any
                 owner, attr = _owner(module, target.name)
             except AttributeError:
                 continue
-            found[f"{target.module}.{target.name}"] = owner.__dict__.get(attr) if isinstance(owner, type) \
-                else getattr(owner, attr, None)
+            found[f"{target.module}.{target.name}"] = held(owner, attr)
     return found
 
 

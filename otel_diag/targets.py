@@ -44,6 +44,7 @@ import importlib
 import json
 import os
 import re
+import stat
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple, Union
 
 from otel_diag import semconv as sc
@@ -294,8 +295,14 @@ def _rows(items: Any, source: str) -> Tuple[Target, ...]:
 
 
 def _read_file(path: str) -> Any:
+    """The file's table; a FIFO, device or folder is refused before any read (opened non-blocking, a FIFO
+    with no writer would otherwise hang the start-up)."""
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise TargetError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(1024 * 1024 + 1)
     except OSError as exc:
         raise TargetError(f"{path}: {exc.strerror or exc}") from None

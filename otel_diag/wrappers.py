@@ -217,9 +217,10 @@ def make_wrapper(spec: EventSpec, holder: Holder) -> Callable:
             try:
                 otel_context.detach(token)
                 if record is not None:
-                    ctx = span.get_span_context()
+                    span_context = span.get_span_context()
                     try:
-                        record(b, instance, args, kwargs, result, ctx.trace_id if ctx.trace_flags.sampled else 0)
+                        record(b, instance, args, kwargs, result,
+                               span_context.trace_id if span_context.trace_flags.sampled else 0)
                     except Exception:
                         _log.exception(record_key, "otel_diag: recording an event failed")
                 if annotate is not None and span.is_recording():
@@ -288,25 +289,31 @@ def is_patch(value: Any) -> bool:
     return type(value) is types.FunctionType and value.__code__ is _PATCH_CODE
 
 
-def install_patch(owner: Any, attr: str, wrapper: Callable) -> None:
+def held(owner: Any, attr: str) -> Any:
+    """What ``owner`` itself holds at ``attr``: a class's own ``__dict__`` entry (None when inherited), else the attribute."""
+    return owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+
+
+def install_patch(owner: Any, attr: str, wrapper: Callable) -> bool:
     """Patch ``owner.attr`` with ``wrapper``: :func:`patch_function` for a plain method, else wrapt.
 
-    Nothing happens when it is patched already (one layer, whatever the number of calls).
+    Nothing happens when it is patched already (one layer, whatever the number of calls). True when it patched.
     """
-    current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+    current = held(owner, attr)
     if is_patch(current):
-        return
+        return False
     if isinstance(owner, type) and patchable_as_function(current):
         setattr(owner, attr, patch_function(current, wrapper))
     else:
         if not getattr(wrapper, _OURS, False):
             setattr(wrapper, _OURS, True)
         wrapt.wrap_function_wrapper(owner, attr, wrapper)
+    return True
 
 
 def remove_patch(owner: Any, attr: str) -> None:
     """Put back what :func:`install_patch` replaced (nothing happens when ``owner.attr`` is no patch of ours)."""
-    current = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+    current = held(owner, attr)
     if is_patch(current):
         setattr(owner, attr, current.__wrapped__)
 

@@ -23,38 +23,32 @@ import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import otel_diag
+from examples.backtrader import strategy
 from examples.backtrader.run import (
     DEFAULT_BARS,
     DEFAULT_START,
     DEFAULT_SYMBOLS,
     BarClock,
     build_cerebro,
-    protected_positions,
+    open_position_rows,
+    stop_keys,
 )
 from execution.atomic import atomic_write_text
 from execution.clock import iso
 from execution.config import MAX_CYCLES, MAX_SEED, ConfigError, load_config
+from execution.diagnostics_document import DIAGNOSTICS_FILE, POSITIONS_FILE, describe
+from execution.executor_live import EXIT_BAD_INPUT, EXIT_OK, OneLineArgumentParser, UsageError
 from execution.state_dir import StateDir, StateDirError
 from execution.state_publish import REPLAY_MIN_WRITE_SECONDS, DiagnosticsPublisher
 
 PROG = "python -m examples.backtrader"
 SERVICE_NAME = "backtrader-example"
 TRADES_FILE = "trades.jsonl"
-FAULTS = ("naked_entry", "order_stall")
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
-
-
-class UsageError(Exception):
-    """A bad command line: one line."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(f"{self.prog}: {message}")
+FAULTS = tuple(fault for fault in strategy.FAULTS if fault is not None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog=PROG,
+    p = OneLineArgumentParser(prog=PROG,
                         description="A bracket-order strategy on backtrader, with otel_diag's runtime diagnostics.")
     p.add_argument("--state-dir", required=True, help="folder for diagnostics.json, positions.json, trades.jsonl")
     p.add_argument("--fault", choices=FAULTS, default=None, help="inject a fault from --fault-at on")
@@ -72,7 +66,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     for flag, value, low, high in (("--bars", args.bars, 1, MAX_CYCLES), ("--fault-at", args.fault_at, 0, MAX_CYCLES),
                                    ("--seed", args.seed, 0, MAX_SEED)):
         if not low <= value <= high:
-            raise UsageError(f"{PROG}: {flag}: expected an integer >= {low} and <= {high}, got {value}")
+            raise UsageError(f"{PROG}: {flag}: expected an integer >= {low} and <= {high}, got {describe(value)}")
     try:
         os.makedirs(args.state_dir, exist_ok=True)
     except OSError as exc:
@@ -82,14 +76,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def positions_state(broker: Any, clock: Callable[[], float]) -> Dict[str, Any]:
     """positions.json: the broker's open positions, each saying whether a live stop order protects it."""
-    protected = set(protected_positions(broker))
-    positions = []
-    for data, position in sorted(broker.positions.items(), key=lambda item: item[0]._name):
-        if position.size:
-            side = "long" if position.size > 0 else "short"
-            positions.append({"symbol": data._name, "side": side, "quantity": abs(position.size),
-                              "entry_price": position.price, "protected": (data._name, side) in protected})
-    return {"written_at": iso(clock()), "positions": positions}
+    stops = set(stop_keys(broker))
+    return {"written_at": iso(clock()),
+            "positions": [{"symbol": symbol, "side": side, "quantity": abs(position.size),
+                           "entry_price": position.price, "protected": (symbol, side) in stops}
+                          for (symbol, side), _, position in open_position_rows(broker)]}
 
 
 def run(args: argparse.Namespace, on_publish: Optional[Callable[[dict], None]] = None,
@@ -121,7 +112,7 @@ def run(args: argparse.Namespace, on_publish: Optional[Callable[[dict], None]] =
             strategy = cerebro.run()[0]
         except Exception as exc:
             if publisher is not None:
-                publisher.publish(failure=" ".join(f"backtrader stopped: {type(exc).__name__}: {exc}".split()))
+                publisher.publish(failure=f"backtrader stopped: {type(exc).__name__}: {exc}")
             raise
         atomic_write_text(os.path.join(args.state_dir, TRADES_FILE),
                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in strategy.records))
@@ -148,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     trades = sum(1 for r in records if r["kind"] == "trade")
     print(f"bars: {args.bars}   orders submitted: {orders}   trades closed: {trades}   "
           f"entries stalled: {outcome['stalled']}   fault: {args.fault or 'none'}")
-    files = [TRADES_FILE] + (["diagnostics.json", "positions.json"] if args.instrument else [])
+    files = [TRADES_FILE] + ([DIAGNOSTICS_FILE, POSITIONS_FILE] if args.instrument else [])
     print("state: " + ", ".join(os.path.join(args.state_dir, f) for f in files)
           + (f" ({outcome['publishes']} publishes)" if args.instrument else ""))
     return EXIT_OK

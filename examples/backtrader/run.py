@@ -93,7 +93,7 @@ def run(*, seed: int = 7, bars: int = DEFAULT_BARS, symbols: Sequence[str] = DEF
 
 def open_positions(broker: bt.brokers.BackBroker) -> List[PositionKey]:
     """The (symbol, side) of every non-zero position, sorted."""
-    return [key for key, _, _ in _open(broker)]
+    return [key for key, _, _ in open_position_rows(broker)]
 
 
 def stop_keys(broker: bt.brokers.BackBroker) -> List[PositionKey]:
@@ -112,11 +112,11 @@ def protected_positions(broker: bt.brokers.BackBroker) -> List[PositionKey]:
 
 def underwater_positions(broker: bt.brokers.BackBroker) -> List[PositionKey]:
     """The open positions whose unrealised PnL at their data's current close is below zero."""
-    return [key for key, data, pos in _open(broker)
+    return [key for key, data, pos in open_position_rows(broker)
             if broker.getcommissioninfo(data).profitandloss(pos.size, pos.price, data.close[0]) < 0]
 
 
-def _open(broker: bt.brokers.BackBroker) -> List[Tuple[PositionKey, bt.feed.DataBase, bt.Position]]:
+def open_position_rows(broker: bt.brokers.BackBroker) -> List[Tuple[PositionKey, bt.feed.DataBase, bt.Position]]:
     """(key, data, position) of every non-zero position, sorted by key."""
     found = [((data._name, "long" if pos.size > 0 else "short"), data, pos)
              for data, pos in list(broker.positions.items()) if pos.size]

@@ -39,17 +39,14 @@ def data_symbol(call: Call) -> Optional[str]:
     return getattr(data, "_name", None) or None
 
 
-def has_side(call: Call) -> bool:
+def has_result(call: Call) -> bool:
+    """The call returned something: ``entry_signal`` a side, ``Strategy.buy``/``sell`` an order (None for a
+    zero size)."""
     return call.result is not None
 
 
 def result(call: Call) -> Any:
     return call.result
-
-
-def made_order(call: Call) -> bool:
-    """``Strategy.buy``/``sell`` made an order (they return None for a zero size)."""
-    return call.result is not None
 
 
 def result_symbol(call: Call) -> Optional[str]:
@@ -85,10 +82,10 @@ def coverage(call: Call) -> Tuple[List[tuple], List[tuple], List[tuple]]:
 
 TARGETS = (
     target(f"{STRATEGY}.next", "span", span="strategy.next"),
-    target(f"{STRATEGY}.entry_signal", "signal", span="strategy.entry_signal", symbol=data_symbol, when=has_side),
+    target(f"{STRATEGY}.entry_signal", "signal", span="strategy.entry_signal", symbol=data_symbol, when=has_result),
     target(f"{STRATEGY}.risk_check", "veto", span="strategy.risk_check", symbol=data_symbol, reason=result),
-    target("backtrader.strategy:Strategy.buy", "order", span="strategy.buy", symbol=result_symbol, when=made_order),
-    target("backtrader.strategy:Strategy.sell", "order", span="strategy.sell", symbol=result_symbol, when=made_order),
+    target("backtrader.strategy:Strategy.buy", "order", span="strategy.buy", symbol=result_symbol, when=has_result),
+    target("backtrader.strategy:Strategy.sell", "order", span="strategy.sell", symbol=result_symbol, when=has_result),
     target("backtrader.brokers.bbroker:BackBroker.submit", "router", span="broker.submit", router_event="route",
            symbol=order_symbol),
     target("backtrader.order:Order.execute", "router", span="order.execute", router_event="fill",

@@ -52,6 +52,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from tests.benchmarks.harness import Row, percentile, ratio
+from tests.fixtures.env import clean_env
 
 SHIPPED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "strategy_config.json")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -230,9 +231,8 @@ def child(variant: str, bars: int, chunk: int, folder: str, config: str, cpu: in
 class _Child:
     def __init__(self, variant: str, bars: int, chunk: int, folder: str, config: str,
                  cpu: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every process
+        env = clean_env(PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                        PYTHONHASHSEED="0")  # PYTHONHASHSEED: the same dict and set layouts in every process
         self.variant = variant
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.benchmarks.bench_engine", "--child", variant, "--bars", str(bars),

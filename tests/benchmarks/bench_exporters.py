@@ -39,7 +39,6 @@ from tests.benchmarks.harness import Row, percentile
 from tests.fixtures.collectors import BROKEN, FAST_EXPORT_ENV, BrokenCollectors, DropMetrics, DropSpans, end_spans
 from tests.fixtures.replay import bounded_shutdown, quiet_config_file, traced_replay
 
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
 SHUTDOWN_MILLIS = 300
 HUNG_SHUTDOWN_MILLIS = 1_000
 P99_RATIO_BUDGET = 1.20
@@ -103,7 +102,7 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
     journals = set()
     with tempfile.TemporaryDirectory() as tmp, BrokenCollectors() as down, _fast_exports(), quiet_otel(), \
             bounded_shutdown(SHUTDOWN_MILLIS):
-        config = quiet_config_file(tmp, REPO_ROOT)
+        config = quiet_config_file(tmp)
         names = list(p99s)
         for rep in range(repeats):
             shift = rep % len(names)

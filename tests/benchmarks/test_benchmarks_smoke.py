@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from execution import diagnostics_document as dd
 from tests.benchmarks import run as bench_run
 from tests.benchmarks.harness import Report, Row, paired_overheads, percentile, ratio
 
@@ -60,7 +61,8 @@ def test_engine_when_run_once_then_all_variants_ran_with_identical_journals():
                                      "engine/full tracing", "engine/bare spans", "engine/publishing",
                                      "engine/publishing hook"]
     assert [r.budget for r in rows] == [None, None, 1.10, 1.5, None, 1.30, None]
-    assert all(r.value > 0 for r in rows if r.unit in ("x", "µs") and r.key != "engine/full tracing")
+    # every figure a number (full tracing's baseline, what bare spans add, may be noise: its ratio may be infinite)
+    assert all(math.isfinite(r.value) for r in rows if r.key != "engine/full tracing")
     full = rows[3]
     assert full.baseline is not None and full.figure is not None and full.data["spans_per_cycle"] > 0
     assert "file writes" in rows[5].note and "handed to the hook" in rows[6].note
@@ -116,7 +118,11 @@ def test_readers_when_run_once_then_loader_and_status_have_a_ratio_for_each_shap
     _sane(rows)
     assert [r.key for r in rows] == [f"readers/{shape}/{variant}" for shape in ("many entries", "long texts")
                                      for variant in ("loader", "status", "status --json")]
-    assert all(r.value > 0 and r.data["block_kib"] < 64 for r in rows) and "5 min 22 s" in notes[0]
+    assert all(math.isfinite(r.value) and r.data["block_kib"] < 64 for r in rows)
+    # the note states the reader's caps, as the document model defines them
+    assert len(notes) == 1 and notes[0].startswith("Readers: ")
+    assert all(cap in notes[0] for cap in (f"{dd.MAX_TEXT_CHARS} characters", f"{dd.MAX_LIST_ITEMS} items",
+                                           f"{dd.MAX_MAP_ENTRIES:,} entries"))
 
 
 def test_main_when_quick_then_writes_the_report_with_baseline_figure_and_ratio_and_exits_zero(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 from otel_diag import semconv as sc
 from otel_diag.default_targets import TARGETS
+from tests.fixtures.config import shipped_config
 from tests.fixtures.env import LOOPBACK, clean_env, free_port
 from tests.fixtures.polling import wait_until
 from tests.fixtures.replay import frozen, in_memory_run, point_values, span_keys
@@ -86,6 +87,10 @@ def test_configure_when_engine_imported_before_or_after_then_engine_is_patched(t
 LAUNCHER = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
 SERVICE = "executor-auto"
 AUTO_CYCLES = 40  # past the slow EMA's warm-up: signals, orders and fills happen
+# Spans and metrics exported at exit only (no batch or interval falls due in a run), after the host's own lines:
+# two threads writing stdout at once could interleave.
+AT_EXIT_ONLY = {"OTEL_METRIC_EXPORT_INTERVAL": "600000", "OTEL_BSP_SCHEDULE_DELAY": "600000",
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"}
 
 
 def _instrumented_run(tmp_path, repo_root, *args: str, launcher_args: Sequence[str] = (),
@@ -139,12 +144,10 @@ def _points(exports: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
 
 def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_state_share_one_identity(
         tmp_path, repo_root):
-    # Spans and metrics are printed at exit only (no batch or interval falls due in the run), after the executor's
-    # own lines: two threads writing stdout at once could interleave.
+    # Spans and metrics are printed at exit only, after the executor's own lines (AT_EXIT_ONLY).
     proc = _instrumented_run(tmp_path, repo_root, "--cycles", str(AUTO_CYCLES),
                              launcher_args=("--traces_exporter", "console", "--metrics_exporter", "console"),
-                             OTEL_METRIC_EXPORT_INTERVAL="600000", OTEL_BSP_SCHEDULE_DELAY="600000",
-                             OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2048")
+                             **AT_EXIT_ONLY)
 
     assert proc.returncode == 0, proc.stderr
     printed = _printed_objects(proc.stdout)
@@ -176,10 +179,8 @@ def test_opentelemetry_instrument_when_console_exporters_then_spans_metrics_and_
 def test_opentelemetry_instrument_when_prometheus_exporter_and_configured_port_then_one_endpoint_serves(
         tmp_path, repo_root):
     port = free_port()
-    config = json.loads((Path(repo_root) / "config" / "strategy_config.json").read_text())
-    config["telemetry"]["prometheus_port"] = port  # the same port the host's exporter takes
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
+    # the same port the host's exporter takes
+    config_path = shipped_config(tmp_path, telemetry={"prometheus_port": port})
     scrapes: List[str] = []
 
     def scrape() -> bool:
@@ -191,7 +192,7 @@ def test_opentelemetry_instrument_when_prometheus_exporter_and_configured_port_t
         return "trading_exit_scans_total" in scrapes[-1]
 
     proc = subprocess.Popen([LAUNCHER, "--", sys.executable, "-m", "execution", "--state-dir", str(tmp_path / "state"),
-                             "--config", str(config_path), "--pace", "realtime", "--bar-interval", "0.05",
+                             "--config", config_path, "--pace", "realtime", "--bar-interval", "0.05",
                              "--cycles", "400"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none",
                                             "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_SERVICE_NAME": SERVICE,
@@ -226,8 +227,7 @@ BACKTRADER_HOST = "from examples.backtrader.run import run; run(bars=60)"
 def test_opentelemetry_instrument_when_otel_diag_targets_names_a_table_then_that_engine_is_traced(repo_root):
     # Arrange: the launcher finds the instrumentor by its entry point; OTEL_DIAG_TARGETS gives it backtrader's table
     env = {**clean_env(), "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": "backtrader-auto",
-           "OTEL_DIAG_TARGETS": "examples.backtrader.targets:TARGETS", "OTEL_METRIC_EXPORT_INTERVAL": "600000",
-           "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"}
+           "OTEL_DIAG_TARGETS": "examples.backtrader.targets:TARGETS", **AT_EXIT_ONLY}
 
     proc = subprocess.run([LAUNCHER, "--traces_exporter", "console", "--metrics_exporter", "console", "--",
                            sys.executable, "-c", BACKTRADER_HOST], cwd=repo_root, capture_output=True, text=True,

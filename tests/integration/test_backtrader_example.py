@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -39,9 +38,9 @@ from execution.atomic import atomic_write_json
 from execution.config import AppConfig
 from execution.state_dir import StateDir
 from execution.state_v7 import load_runtime_diagnostics_state
-from tests.fixtures.schema import schema_errors, schema_validator
+from tests.fixtures.cli import one_line, run_module, run_status
+from tests.fixtures.schema import schema_errors
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = AppConfig()  # the example's thresholds when no --config is given
 INTERVAL = CFG.diagnostics.publish_interval_seconds
 LV = CFG.diagnostics.liveness
@@ -50,7 +49,6 @@ FAULT_AT = 100
 FAULT_TIME = DEFAULT_START + FAULT_AT * BAR  # bar time of the first bar the fault applies to
 SCENARIOS = ("healthy", "naked_entry", "order_stall")
 WARM_UP_DOCS = 30
-TIMEOUT = 120
 # written_at is the wall time at which the module fixture built the document; a probe reading the file
 # then would have found it fresh. The default limit (3 publish intervals = 3 min of wall time) would make
 # the verdict depend on how long the tests before this one took on a shared machine, so the probe is
@@ -65,13 +63,7 @@ def example_argv(scenario: str, state_dir, *extra: str) -> list:
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "examples.backtrader", *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=TIMEOUT)
-
-
-def run_status(state_dir, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", os.fspath(state_dir), *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    return run_module("examples.backtrader", *argv)
 
 
 def bar_time(iso: str) -> float:
@@ -95,19 +87,7 @@ def last_running(docs: list) -> dict:
     return [d for d in docs if d["service"]["state"] == "running"][-1]
 
 
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 # -- the runs, each once ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def validator():
-    return schema_validator()
-
-
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """(scenario, instrumented) -> (the finished CLI run, its state dir); two at a time (the machine is shared)."""

@@ -16,8 +16,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 from execution.executor_live import RunHooks, RunOptions, run
 from execution.state_v7 import load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx

@@ -5,7 +5,6 @@ Every run here passes ``--no-instrument``; the telemetry path has its own tests.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,15 +15,13 @@ import pytest
 
 from execution.market_data import CSV_COLUMNS
 from tests.fixtures.bars import write_synthetic_csv
+from tests.fixtures.cli import ROOT, cli_env, run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TIMEOUT = 60
+TIMEOUT = 60  # a guard against a hang, never a bound
 
 
-def _executor(args: List[str], cwd: str = ROOT, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "execution", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT, **kw)
+def _executor(args: List[str]) -> subprocess.CompletedProcess:
+    return run_module("execution", *args, timeout=TIMEOUT)
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, fragment: Optional[str] = None) -> None:
@@ -188,7 +185,7 @@ def test_signal_when_realtime_run_then_cycle_finished_state_written_exit_0(tmp_p
     journal = tmp_path / "journal.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "execution", "--no-instrument", "--pace", "realtime",
                              "--bar-interval", "0.05", "--cycles", "100000", "--state-dir", str(tmp_path)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
+                            cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_running(proc, journal)

@@ -34,9 +34,9 @@ def shutdowns(bounded_shutdowns) -> list:
 
 
 def test_replay_when_otlp_endpoint_refuses_then_no_error_same_trades_and_shutdown_returns(
-        tmp_path, repo_root, closed_port, shutdowns):
+        tmp_path, closed_port, shutdowns):
     # Arrange
-    config = quiet_config_file(tmp_path, repo_root)
+    config = quiet_config_file(tmp_path)
     down = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port}"}
     arms = {
         "baseline": ({}, ()),

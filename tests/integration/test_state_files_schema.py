@@ -4,17 +4,15 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from execution.state_v7 import load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
-from tests.fixtures.schema import schema_errors, schema_validator
+from tests.fixtures.cli import ROOT, run_module
+from tests.fixtures.schema import schema_errors
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC_KEYS = {
     "veto_counters": ["by_reason", "total_signals", "total_orders", "total_vetoes",
                       "last_signal_ts", "last_order_ts", "last_veto_ts"],
@@ -23,15 +21,6 @@ SPEC_KEYS = {
                       "tp_sl_coverage_pct", "ledger_registry_mismatch"],
     "liveness": ["idle_signals", "idle_orders", "idle_exits", "idle_router", "details", "missing"],
 }
-
-
-@pytest.fixture(scope="module")
-def validator():
-    return schema_validator()
-
-
-def errors(validator, doc):
-    return schema_errors(validator, doc)
 
 
 def test_schema_when_read_then_requires_every_spec_key(validator):
@@ -44,14 +33,14 @@ def test_schema_when_read_then_requires_every_spec_key(validator):
 @pytest.mark.parametrize("builder", [fx.healthy, fx.idle_with_missing, fx.mismatch, fx.no_positions, fx.stale,
                                      fx.hostile])
 def test_fixture_files_when_validated_then_conform(validator, builder):
-    assert errors(validator, builder(time.time())) == []
+    assert schema_errors(validator, builder(time.time())) == []
 
 
 @pytest.mark.parametrize("section, key", [(s, k) for s, keys in SPEC_KEYS.items() for k in keys])
 def test_schema_when_a_spec_key_is_dropped_then_rejects(validator, section, key):
     doc = fx.healthy(time.time())
     del doc["runtime_diagnostics"][section][key]
-    assert any(key in e for e in errors(validator, doc))
+    assert any(key in e for e in schema_errors(validator, doc))
 
 
 @pytest.mark.parametrize("mutate", [
@@ -66,30 +55,29 @@ def test_schema_when_a_spec_key_is_dropped_then_rejects(validator, section, key)
 def test_schema_when_values_break_the_contract_then_rejects(validator, mutate):
     doc = fx.healthy(time.time())
     mutate(doc)
-    assert errors(validator, doc)
+    assert schema_errors(validator, doc)
 
 
 def test_schema_when_extras_are_added_then_still_valid(validator):
     doc = fx.healthy(time.time())
     doc["runtime_diagnostics"]["liveness"]["new_key"] = {"anything": 1}
     doc["future"] = []
-    assert errors(validator, doc) == []
+    assert schema_errors(validator, doc) == []
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "docs", "examples", "diagnostics*.json"))))
 def test_documented_examples_when_validated_then_conform(validator, path):
     with open(path, encoding="utf-8") as fh:
-        assert errors(validator, json.load(fh)) == []
+        assert schema_errors(validator, json.load(fh)) == []
 
 
 def test_real_executor_run_when_validated_then_conforms_and_loads_ok(validator, tmp_path):
     state_dir = tmp_path / "state"
-    run = subprocess.run([sys.executable, "-m", "execution", "--cycles", "120", "--state-dir", os.fspath(state_dir)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = run_module("execution", "--cycles", "120", "--state-dir", state_dir)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(state_dir / "diagnostics.json", encoding="utf-8") as fh:
         doc = json.load(fh)
-    assert errors(validator, doc) == []
+    assert schema_errors(validator, doc) == []
     block = load_runtime_diagnostics_state(state_dir)
     assert block["status"] == "ok", (block["reason"], block["problems"])
     assert block["runtime_diagnostics"]["veto_counters"]["total_signals"] > 0

@@ -5,7 +5,6 @@ import json
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from execution.config import LivenessConfig
 from execution.executor_live import RunHooks, RunOptions, run
 from otel_diag import semconv as sc
 

@@ -56,9 +56,9 @@ def fast_exports(monkeypatch):
 
 
 @pytest.fixture
-def quiet_config(tmp_path, repo_root) -> str:
+def quiet_config(tmp_path) -> str:
     """The shipped config publishing diagnostics.json only at the start and the end."""
-    return quiet_config_file(tmp_path, repo_root)
+    return quiet_config_file(tmp_path)
 
 
 @pytest.fixture

@@ -27,12 +27,10 @@ from execution.executor_live import RunHooks, RunOptions, UsageError, run
 from execution.journal import FSYNC_ALWAYS, FSYNC_NEVER, FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import CSV_COLUMNS
 from execution.state_dir import HEADROOM_BYTES, RESERVE_BYTES, RESERVE_FILE, StateDir
-from tests.fixtures.env import clean_env
+from tests.fixtures.cli import ROOT, cli_env, run_module
 from tests.unit.execution.builders import order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TIMEOUT = 60
-FIFO_TIMEOUT = 20          # a run that blocks on a FIFO fails here instead of hanging the suite
+TIMEOUT = 60               # a guard against a hang (a run that blocks on a FIFO fails here), never a bound
 ENDLESS = "1000000"        # --cycles for a run the test stops (SIGKILL) or the disk stops
 ROTATED = re.compile(r"journal\.\d{8}T\d{6}Z(-\d+)?\.jsonl")
 SMALL_DISK_BYTES = RESERVE_BYTES + HEADROOM_BYTES + 192 * 1024  # the reserve, the headroom, ≈ 180 KiB of journal
@@ -40,18 +38,12 @@ T0 = 1_767_571_200.0       # 2026-01-05T00:00:00Z
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _env() -> dict:
-    """The caller's environment without OTEL_* (no exporter anywhere), the repo importable."""
-    return clean_env(PYTHONPATH=ROOT)
-
-
-def _executor(args: List[str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "execution", *args], cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def _executor(args: List[str]) -> subprocess.CompletedProcess:
+    return run_module("execution", *args, timeout=TIMEOUT)
 
 
 def _start(args: List[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "execution", *args], cwd=ROOT, env=_env(),
+    return subprocess.Popen([sys.executable, "-m", "execution", *args], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -181,7 +173,7 @@ def test_start_when_state_entry_is_not_a_regular_file_then_exit_2_naming_it_and_
     planted = stat.S_IFMT(os.lstat(state / name).st_mode)
 
     # Act: never blocks on a FIFO (the run would time out here)
-    proc = _executor(["--cycles", "5", "--state-dir", str(state)], timeout=FIFO_TIMEOUT)
+    proc = _executor(["--cycles", "5", "--state-dir", str(state)])
 
     # Assert: refused, the entry left as it was, nothing reached through it, no journal started
     err = _one_error_line(proc, 2)
@@ -503,7 +495,7 @@ def test_start_when_a_write_was_killed_between_temp_file_and_rename_then_leftove
         "    if os.fork() == 0:\n"
         "        atomic.atomic_write_json(name, {'partial': True})\n"
         "    os.wait()\n"), str(state / DIAGNOSTICS_FILE), str(state / POSITIONS_FILE)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert killed.returncode == 0, killed.stderr
     leftovers = sorted(n for n in os.listdir(state) if n.startswith(".tmp-"))
     assert len(leftovers) == 2

@@ -3,9 +3,10 @@
 Each test starts from the fault itself: a FIFO that no writer ever opens, a device (linked, or a
 device node made with mknod) where ``diagnostics.json`` should be, a file at the loader's size cap
 with every field far past the reader's caps, a writer whose clock runs ahead, a file that claims an
-endless publish interval, numbers beyond float range, and a real executor that stopped. Readers
-that could block run in a thread or a subprocess whose join / timeout is the bound (about five
-times what the read needs); no test reads a clock.
+endless publish interval, numbers beyond float range, and a real executor that stopped. No test
+bounds a duration or reads a clock: a reader that blocked (on a FIFO, say) would be ended by
+pytest-timeout (pyproject.toml), the only guard against a hang, and ``fifo_at`` then releases it;
+``otel-diag status`` runs through tests/fixtures/cli.py, whose timeout is a hang guard too.
 """
 from __future__ import annotations
 
@@ -14,25 +15,18 @@ import errno
 import json
 import os
 import stat
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
 from execution import diagnostics_document as dd
 from execution.state_v7 import MAX_FILE_BYTES, list_executor_instances, load_runtime_diagnostics_state
 from tests.fixtures import diagnostics_state as fx
-from tests.fixtures.env import clean_env
+from tests.fixtures.cli import ROOT, one_line, run_module, run_status
+from tests.fixtures.diagnostics_state import LONG_AGO  # files read by a subprocess, whose clock is the wall clock
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_767_600_000.0  # 2026-01-05T08:00:00Z: the loader's `now` in-process
-LONG_AGO = 1_700_000_000.0  # 2023-11-14: files read by a subprocess, whose clock is the wall clock
-READ_BOUND_SECONDS = 5.0  # a refused FIFO or device takes milliseconds
-STATUS_BOUND_SECONDS = 15.0  # `otel-diag status` starts in about 1 s on the 2-core VM, under load up to 3 s
-STATUS_AT_CAP_BOUND_SECONDS = 30.0  # plus parsing 16 MiB of JSON (about 2 s under load); it took 5 min before
 BLOCK_BOUND_CHARS = 3 * 1024 * 1024  # what the reader's caps allow at most (2.5 M characters, see below)
 MIB = 1024 * 1024
 
@@ -55,44 +49,10 @@ def fifo_at(path: Path) -> Iterator[Path]:
         os.unlink(path)
 
 
-def within(bound: float, fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a thread joined for at most ``bound`` seconds; fails the test when it is still blocked."""
-    result: List[Any] = []
-    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    worker.start()
-    worker.join(bound)
-    assert not worker.is_alive(), f"still blocked after {bound:g} s"
-    assert result, "the reader raised"
-    return result[0]
-
-
-def status(state_dir: Path, *args: str, bound: float = STATUS_BOUND_SECONDS) -> subprocess.CompletedProcess:
-    """`otel-diag status` as a user runs it, in its own process, killed after ``bound`` seconds."""
-    try:
-        return subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", os.fspath(state_dir), *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=bound,
-                              env=clean_env())
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"otel-diag status did not return within {bound:g} s")
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
-def stopped(at: float, **service: Any) -> dict:
-    """The final write of a run that ended at ``at`` (healthy figures)."""
-    doc = fx.healthy(at)
-    doc["service"].update(state=dd.SERVICE_STOPPED, stopped_at=fx.iso(at), **service)
-    return doc
-
-
 # -- 1. only regular files are read, and never blocking ----------------------------------------------
 def test_load_when_diagnostics_json_is_a_fifo_no_writer_opens_then_unreadable_at_once(tmp_path):
     with fifo_at(tmp_path / dd.DIAGNOSTICS_FILE):
-        block = within(READ_BOUND_SECONDS, lambda: load_runtime_diagnostics_state(tmp_path, now=NOW))
+        block = load_runtime_diagnostics_state(tmp_path, now=NOW)
 
     assert block["status"] == dd.STATUS_UNREADABLE
     assert block["reason"] == f"{tmp_path / dd.DIAGNOSTICS_FILE}: a FIFO, not a regular file"
@@ -102,7 +62,7 @@ def test_load_when_diagnostics_json_links_to_a_fifo_then_unreadable_at_once(tmp_
     (tmp_path / "state").mkdir()
     with fifo_at(tmp_path / "pipe"):
         (tmp_path / "state" / dd.DIAGNOSTICS_FILE).symlink_to(tmp_path / "pipe")
-        block = within(READ_BOUND_SECONDS, lambda: load_runtime_diagnostics_state(tmp_path / "state", now=NOW))
+        block = load_runtime_diagnostics_state(tmp_path / "state", now=NOW)
 
     assert block["status"] == dd.STATUS_UNREADABLE and block["reason"].endswith(": a FIFO, not a regular file")
 
@@ -112,7 +72,7 @@ def test_load_when_diagnostics_json_links_to_a_device_then_unreadable_never_read
     # /dev/zero used to be read to the 16 MiB cap ("larger than"), /dev/null read as an empty file
     (tmp_path / dd.DIAGNOSTICS_FILE).symlink_to(device)
 
-    block = within(READ_BOUND_SECONDS, lambda: load_runtime_diagnostics_state(tmp_path, now=NOW))
+    block = load_runtime_diagnostics_state(tmp_path, now=NOW)
 
     assert block["status"] == dd.STATUS_UNREADABLE
     assert block["reason"].endswith(": a character device, not a regular file")
@@ -125,19 +85,18 @@ def test_load_when_diagnostics_json_is_a_device_node_then_unreadable_never_read(
     except PermissionError:
         pytest.fail("making a real device node needs CAP_MKNOD: run the reliability tests as root (make test in CI does)")
 
-    block = within(READ_BOUND_SECONDS, lambda: load_runtime_diagnostics_state(tmp_path, now=NOW))
+    block = load_runtime_diagnostics_state(tmp_path, now=NOW)
 
     assert block["status"] == dd.STATUS_UNREADABLE
     assert block["reason"].endswith(": a character device, not a regular file")
 
 
 def test_list_instances_when_a_subfolder_holds_a_fifo_then_listed_and_its_reader_says_unreadable(tmp_path):
-    fx.write_state(tmp_path / "executor-a", stopped(NOW))
+    fx.write_state(tmp_path / "executor-a", fx.ended(NOW, dd.SERVICE_STOPPED))
     (tmp_path / "executor-b").mkdir()
     with fifo_at(tmp_path / "executor-b" / dd.DIAGNOSTICS_FILE):
-        instances = within(READ_BOUND_SECONDS, lambda: list_executor_instances(tmp_path))
-        blocks = within(READ_BOUND_SECONDS, lambda: [load_runtime_diagnostics_state(i.state_dir, now=NOW)
-                                                     for i in instances])
+        instances = list_executor_instances(tmp_path)
+        blocks = [load_runtime_diagnostics_state(i.state_dir, now=NOW) for i in instances]
 
     assert [i.name for i in instances] == ["executor-a", "executor-b"]
     assert [b["status"] for b in blocks] == [dd.STATUS_OK, dd.STATUS_UNREADABLE]
@@ -145,7 +104,7 @@ def test_list_instances_when_a_subfolder_holds_a_fifo_then_listed_and_its_reader
 
 def test_status_when_diagnostics_json_is_a_fifo_then_exit_2_at_once_naming_it(tmp_path):
     with fifo_at(tmp_path / dd.DIAGNOSTICS_FILE):
-        done = status(tmp_path)
+        done = run_status(tmp_path)
 
     assert done.returncode == dd.EXIT_UNKNOWN
     assert one_line(done.stderr) == (f"otel-diag status: unreadable: {tmp_path / dd.DIAGNOSTICS_FILE}: "
@@ -154,10 +113,10 @@ def test_status_when_diagnostics_json_is_a_fifo_then_exit_2_at_once_naming_it(tm
 
 
 def test_status_when_one_executor_folder_holds_a_fifo_then_every_executor_still_reported(tmp_path):
-    fx.write_state(tmp_path / "executor-a", stopped(LONG_AGO))
+    fx.write_state(tmp_path / "executor-a", fx.ended(LONG_AGO, dd.SERVICE_STOPPED))
     (tmp_path / "executor-b").mkdir()
     with fifo_at(tmp_path / "executor-b" / dd.DIAGNOSTICS_FILE):
-        done = status(tmp_path, "--json")
+        done = run_status(tmp_path, "--json")
 
     assert done.returncode == dd.EXIT_UNKNOWN
     instances = json.loads(done.stdout)["instances"]
@@ -173,7 +132,7 @@ def test_panel_when_diagnostics_json_is_a_fifo_then_page_renders_unusable_banner
     monkeypatch.setenv("OTEL_DIAG_STATE_DIR", os.fspath(tmp_path))
     monkeypatch.setenv("OTEL_DIAG_REFRESH_SECONDS", "30")
     with fifo_at(tmp_path / dd.DIAGNOSTICS_FILE):
-        at = AppTest.from_file(os.fspath(ROOT / "dashboard" / "app.py"), default_timeout=30).run()
+        at = AppTest.from_file(os.path.join(ROOT, "dashboard", "app.py"), default_timeout=30).run()
 
     assert not at.exception, [e.value for e in at.exception]
     assert at.error[0].value.startswith("**Diagnostics unusable (unreadable)**")
@@ -264,8 +223,8 @@ def test_status_when_file_at_the_size_cap_exceeds_every_cap_then_returns_one_sho
     # A 16 MiB service name took `otel-diag status` 5 min 22 s to print before the caps (rich wrapped it).
     folder = every_cap_exceeded(tmp_path / "state", LONG_AGO)
 
-    table = status(folder, bound=STATUS_AT_CAP_BOUND_SECONDS)
-    as_json = status(folder, "--json", bound=STATUS_AT_CAP_BOUND_SECONDS)
+    table = run_status(folder)
+    as_json = run_status(folder, "--json")
 
     assert table.returncode == as_json.returncode == dd.EXIT_UNKNOWN
     line = one_line(table.stderr)
@@ -282,7 +241,7 @@ def test_status_when_writer_clock_is_centuries_ahead_then_exit_2_saying_written_
     doc["written_at"] = "2999-01-01T00:00:00+00:00"
     folder = Path(fx.write_state(tmp_path / "state", doc))
 
-    done = status(folder)
+    done = run_status(folder)
 
     assert done.returncode == dd.EXIT_UNKNOWN
     line = one_line(done.stderr)
@@ -325,20 +284,18 @@ def test_load_when_caller_asks_an_enormous_max_age_then_capped_at_a_day(tmp_path
 
 
 def test_status_when_max_age_beyond_a_day_then_exit_2_one_line(tmp_path):
-    done = status(tmp_path, "--max-age", "1e300")
+    done = run_status(tmp_path, "--max-age", "1e300")
     assert done.returncode == 2 and "--max-age: expected a number of seconds > 0 and at most 86400" in done.stderr
 
 
 # -- 5. a stopped or failed executor is not healthy --------------------------------------------------------
 def test_status_when_a_real_executor_run_ended_then_exit_2_stopped_with_its_last_verdict(tmp_path):
     state = tmp_path / "state"
-    run = subprocess.run([sys.executable, "-m", "execution", "--cycles", "30", "--state-dir", os.fspath(state)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env=clean_env())
+    run = run_module("execution", "--cycles", "30", "--state-dir", state)
     assert run.returncode == 0, run.stderr
     final = json.loads((state / dd.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))["service"]
 
-    done = status(state)
+    done = run_status(state)
 
     assert done.returncode == dd.EXIT_UNKNOWN
     assert one_line(done.stderr) == f"otel-diag status: stopped at {final['stopped_at']} — last verdict healthy"
@@ -353,8 +310,8 @@ def test_status_when_run_failed_long_ago_then_failed_wins_over_stale_with_the_fa
     summary = (f"failed at {fx.iso(LONG_AGO)} ({failure}) "
                "— last verdict alerting: ledger/registry mismatch (1 open without TP/SL)")
 
-    done = status(folder)
-    as_json = json.loads(status(folder, "--json").stdout)
+    done = run_status(folder)
+    as_json = json.loads(run_status(folder, "--json").stdout)
 
     assert done.returncode == dd.EXIT_UNKNOWN
     assert one_line(done.stderr) == "otel-diag status: " + summary.replace("\x1b", "?")  # no escape reaches a terminal

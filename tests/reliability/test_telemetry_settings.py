@@ -12,23 +12,21 @@ reads its own.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import pytest
 
+from tests.fixtures.cli import run_module
+from tests.fixtures.config import shipped_config
 from tests.fixtures.env import LOOPBACK, clean_env
 from tests.integration.wire_helpers import OtlpHttpReceiver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CYCLES = 60
-RUN_TIMEOUT_SECONDS = 60
 _WORKERS = 4
 BUSY = "{busy}"                 # replaced by a port a listening socket holds on 127.0.0.1
 UNRESOLVABLE = "no-such-host.invalid"  # RFC 6761: never resolves
@@ -105,30 +103,21 @@ class Run(NamedTuple):
     arrived: Tuple[str, ...]  # the OTLP paths the run's receiver got requests on
 
 
-def _executor(args, env, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "execution", "--cycles", str(CYCLES), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS)
+def _executor(*args: str, env: Dict[str, str]) -> subprocess.CompletedProcess:
+    return run_module("execution", "--cycles", str(CYCLES), *args, env=env)
 
 
-def _config_file(folder, repo_root: str, telemetry: Dict[str, object]) -> list:
-    if not telemetry:
-        return []
-    with open(os.path.join(repo_root, "config", "strategy_config.json"), encoding="utf-8") as fh:
-        cfg = json.load(fh)
-    cfg["telemetry"].update(telemetry)
-    path = os.path.join(str(folder), "strategy_config.json")
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(cfg, fh)
-    return ["--config", path]
+def _config_file(folder, telemetry: Dict[str, object]) -> list:
+    return ["--config", shipped_config(folder, telemetry=telemetry)] if telemetry else []
 
 
-def _run_case(case: Case, folder, repo_root: str, busy: str) -> Run:
+def _run_case(case: Case, folder, busy: str) -> Run:
     with OtlpHttpReceiver() as receiver:
         env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
         env.update({k: v.replace(BUSY, busy) for k, v in case.env.items()})
         config = {k: int(busy) if v == BUSY else v for k, v in case.config.items()}
         state_dir = os.path.join(str(folder), "state")
-        proc = _executor([*_config_file(folder, repo_root, config), "--state-dir", state_dir], env, repo_root)
+        proc = _executor(*_config_file(folder, config), "--state-dir", state_dir, env=env)
         arrived = tuple(p for p in BOTH if receiver.received(p))
     journal = os.path.join(state_dir, "journal.jsonl")
     if os.path.exists(journal):  # absent when the run died before its first trade
@@ -150,7 +139,7 @@ def busy_port():
 def baseline(tmp_path_factory) -> bytes:
     """The journal of the same run with no telemetry at all."""
     state_dir = tmp_path_factory.mktemp("baseline")
-    proc = _executor(["--no-instrument", "--state-dir", str(state_dir)], clean_env(), ROOT)
+    proc = _executor("--no-instrument", "--state-dir", str(state_dir), env=clean_env())
     assert proc.returncode == 0, proc.stderr
     return (state_dir / "journal.jsonl").read_bytes()
 
@@ -160,7 +149,7 @@ def runs(tmp_path_factory, busy_port) -> Dict[str, Run]:
     """Every case's run (and a control with good settings), run side by side."""
     cases = [Case("control", {"OTEL_SERVICE_NAME": "executor"}), *CASES]
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        futures = {c.id: pool.submit(_run_case, c, tmp_path_factory.mktemp(c.id), ROOT, busy_port) for c in cases}
+        futures = {c.id: pool.submit(_run_case, c, tmp_path_factory.mktemp(c.id), busy_port) for c in cases}
         return {name: future.result() for name, future in futures.items()}
 
 

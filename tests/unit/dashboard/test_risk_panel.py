@@ -359,27 +359,18 @@ def test_parse_options_when_args_env_and_defaults_then_args_win():
 
 
 # -- a run that ended: its own badge and banner, never green -------------------------------------------------
-LONG_AGO = 1_700_000_000.0  # 2023-11-14T22:13:20Z: stale for any reader, and still the run's last word
-
-
-def ended(state, at=NOW, builder=fx.healthy, **service):
-    doc = builder(at)
-    doc["service"].update(state=state, stopped_at=fx.iso(at), **service)
-    return doc
-
-
 @pytest.mark.parametrize("doc, badge", [
-    (ended("stopped"), "⏹️ stopped"),
-    (ended("stopped", LONG_AGO), "⏹️ stopped"),  # stale, and stopped: stopped is the more useful truth
-    (ended("failed", builder=fx.mismatch), "💥 failed"),
-    (ended("running", LONG_AGO), "⚪ unknown"),
+    (fx.ended(NOW, "stopped"), "⏹️ stopped"),
+    (fx.ended(fx.LONG_AGO, "stopped"), "⏹️ stopped"),  # stale, and stopped: stopped is the more useful truth
+    (fx.ended(NOW, "failed", builder=fx.mismatch), "💥 failed"),
+    (fx.ended(fx.LONG_AGO, "running"), "⚪ unknown"),
 ])
 def test_status_badge_when_run_ended_then_stopped_or_failed_never_green(doc, badge):
     assert rp.status_badge(block_of(doc)) == badge
 
 
 def test_banner_when_failed_then_error_with_the_failure_escaped():
-    note = rp.banner(block_of(ended("failed", failure=fx.HOSTILE)))
+    note = rp.banner(block_of(fx.ended(NOW, "failed", failure=fx.HOSTILE)))
     assert note.level == "error"
     assert _plain(note.text) == (f"**The executor failed at {fx.iso(NOW)} ({fx.HOSTILE}) — last verdict healthy**. "
                                  "Checks show its final snapshot.")
@@ -387,21 +378,21 @@ def test_banner_when_failed_then_error_with_the_failure_escaped():
 
 
 def test_rows_when_stopped_then_last_known_figures_never_green():
-    block = block_of(ended("stopped"))
+    block = block_of(fx.ended(NOW, "stopped"))
     assert {r.icon for r in rp.liveness_rows(block)} == {"⚪"} and {r.icon for r in rp.exit_health_rows(block)} == {"⚪"}
     assert rows_by_key(block)["orders"].text == "unknown (last known: idle for 3m)"
 
 
 def test_page_when_executor_stopped_long_ago_then_stopped_badge_and_info_banner_no_green(page, tmp_path):
-    at = page(fx.write_state(tmp_path / "state", ended("stopped", LONG_AGO)))
+    at = page(fx.write_state(tmp_path / "state", fx.ended(fx.LONG_AGO, "stopped")))
     assert _plain(at.subheader[0].value) == "state · ⏹️ stopped"
-    assert not at.error and _plain(at.info[0].value).startswith(f"**The executor stopped at {fx.iso(LONG_AGO)} — "
+    assert not at.error and _plain(at.info[0].value).startswith(f"**The executor stopped at {fx.iso(fx.LONG_AGO)} — "
                                                                 "last verdict healthy**")
     assert "✅" not in _texts(at)
 
 
 def test_page_when_executor_failed_with_markup_in_the_failure_then_failed_badge_and_text_escaped(page, tmp_path):
-    at = page(fx.write_state(tmp_path / "state", ended("failed", LONG_AGO, failure=f"{fx.HOSTILE} **disk**")))
+    at = page(fx.write_state(tmp_path / "state", fx.ended(fx.LONG_AGO, "failed", failure=f"{fx.HOSTILE} **disk**")))
     assert _plain(at.subheader[0].value) == "state · 💥 failed"
     assert "\\(\\<script\\>alert\\(1\\)\\</script\\> \\*\\*disk\\*\\*\\)" in at.error[0].value
     assert not re.search(r"(?<!\\)[<>]", _texts(at)) and "✅" not in _texts(at)

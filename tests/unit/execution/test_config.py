@@ -160,7 +160,15 @@ def test_config_when_impossible_value_then_error_names_key_path_and_expectation(
     {"market_data": {"start": "9998-02-05T13:19:59Z"}},  # the latest start for MAX_CYCLES minute bars
 ])
 def test_config_when_value_at_its_bound_then_accepted(data):
-    config_from_dict(data)
+    cfg = config_from_dict(data)
+
+    assert _held(cfg, data) == data  # kept as given, never clamped
+
+
+def _held(section, data: dict) -> dict:
+    """What ``section`` holds at each key of ``data`` (nested sections alike)."""
+    return {key: _held(getattr(section, key), value) if isinstance(value, dict) else getattr(section, key)
+            for key, value in data.items()}
 
 
 def test_config_when_start_later_than_the_longest_run_allows_then_error_names_the_latest_start():

@@ -153,9 +153,7 @@ def test_parse_iso_when_not_an_iso_string_then_none(value):
 
 # -- a run that ended: its own verdict, ahead of staleness ------------------------------------------------
 def _ended(state, status=dd.STATUS_OK, builder=fx.healthy, **service):
-    block = _block(builder(NOW), status)
-    block["service"].update({"state": state, "stopped_at": fx.iso(NOW), **service})
-    return block
+    return _block(fx.ended(NOW, state, builder, **service), status)
 
 
 @pytest.mark.parametrize("status, state, label", [

@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_diag
-from otel_diag import instrumentor as instrumentor_module
 from otel_diag import semconv as sc
 from otel_diag import wrappers
 from otel_diag._log import RateLimitedLog
@@ -24,6 +23,7 @@ from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_
 from otel_diag.default_targets import TARGETS
 from otel_diag.targets import Target
 from otel_diag.wrappers import ACTIVE, EventSpec, is_patch
+from tests.fixtures.config import shipped_config
 
 T0 = 1_767_571_200.0
 ALL_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS]
@@ -275,22 +275,20 @@ def test_configure_when_sampler_always_off_then_span_only_targets_left_unpatched
 
 @pytest.mark.parametrize("tracing", [False, True])
 def test_router_events_when_replayed_then_each_slice_and_its_fill_or_reject_counted_at_route(
-        tmp_path, repo_root, tracing):
+        tmp_path, originals, tracing):
     # Arrange: with tracing off order.twap_slice is not patched; its events come from order.route's RouteResult
     from execution.executor_live import RunHooks, RunOptions, run
 
     import json
 
-    with open(os.path.join(repo_root, "config", "strategy_config.json"), encoding="utf-8") as fh:
-        cfg = json.load(fh)
-    cfg["router"]["max_retries"] = 0  # every transient reject is final: slices end in fills and rejects
-    (tmp_path / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    # every transient reject is final: slices end in fills and rejects
+    config = shipped_config(tmp_path, router={"max_retries": 0})
     docs: list = []
     processors = (SimpleSpanProcessor(InMemorySpanExporter()),) if tracing else ()
     kwargs = {"env": {}} if tracing else {"env": {}, "tracing": False}
 
     # Act
-    summary = run(RunOptions(config_path=str(tmp_path / "config.json"), state_dir=str(tmp_path / "state"), cycles=200),
+    summary = run(RunOptions(config_path=config, state_dir=str(tmp_path / "state"), cycles=200),
                   RunHooks(span_processors=processors, on_publish=docs.append, configure_kwargs=kwargs))
 
     # Assert: the counts are the journal's, whichever path recorded them
@@ -299,4 +297,5 @@ def test_router_events_when_replayed_then_each_slice_and_its_fill_or_reject_coun
     assert summary.fills > 0 and summary.rejects > 0
     assert events == {"route": kinds.count("order"), "twap_slice": summary.fills + summary.rejects,
                       "fill": summary.fills, "reject": summary.rejects}
-    assert ("execution.order_router.OrderRouter.route_twap_slice" in ExecutionInstrumentor.patched()) is False  # shut down
+    # shut down: nothing patched any more, route_twap_slice (patched while tracing) and every other target its own again
+    assert ExecutionInstrumentor.patched() == [] and engine_functions() == originals

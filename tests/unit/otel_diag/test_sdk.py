@@ -5,7 +5,6 @@ import http.server
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -261,12 +260,13 @@ def test_shutdown_when_a_span_processor_hangs_then_returns_while_it_still_hangs(
         def shutdown(self):
             entered.set()
             release.wait()  # for ever, until the test lets it go
+            left.set()
 
-    entered, release = threading.Event(), threading.Event()
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
     otel_diag.configure(span_processors=[Hanging(InMemorySpanExporter())], env={})
     try:
         flushed = otel_diag.shutdown(timeout_millis=200)
-        still_hanging = entered.is_set() and not release.is_set()
+        still_hanging = entered.is_set() and not left.is_set()
     finally:
         release.set()
 

@@ -23,6 +23,7 @@ from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.state import coverage_gauges
 from otel_diag.targets import TARGETS_ENV, TargetError, load_targets, target
 from otel_diag.wrappers import is_patch
+from tests.fixtures.config import shipped_config
 
 from .conftest import T0
 
@@ -374,6 +375,17 @@ def test_table_when_it_cannot_load_then_one_warning_and_nothing_patched(mybot, c
     assert not is_patch(mybot.Bot.__dict__["submit"])
 
 
+def test_table_file_when_a_fifo_or_folder_then_refused_at_once_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "targets.toml")  # no writer ever opens it: a blocking open would hang here
+    (tmp_path / "dir.json").mkdir()
+
+    for name in ("targets.toml", "dir.json"):
+        with pytest.raises(TargetError, match=f"{name}: not a regular file"):
+            load_targets(str(tmp_path / name))
+
+
 @pytest.mark.parametrize("text, needle", [
     ('[[targets]]\nfunction = "mybot:Bot.scan"\nevnt = "exit_scan"\n', "unknown key 'evnt'"),
     ('[[targets]]\nevent = "exit_scan"\n', "function (module:Qualified.name) is required"),
@@ -404,18 +416,15 @@ def test_coverage_gauges_when_keys_given_then_missing_orphans_underwater_defined
 
 
 # -- the executor's config names a table ---------------------------------------------------------
-def test_executor_when_config_names_a_table_then_only_its_rows_instrument(tmp_path, repo_root):
+def test_executor_when_config_names_a_table_then_only_its_rows_instrument(tmp_path):
     from execution.executor_live import RunHooks, RunOptions, run
 
     (tmp_path / "scans_only.toml").write_text(
         '[[targets]]\nfunction = "execution.exit_scanner:ExitScanner.scan"\nevent = "exit_scan"\n')
-    with open(f"{repo_root}/config/strategy_config.json") as fh:
-        config = json.load(fh)
-    config["telemetry"]["targets"] = str(tmp_path / "scans_only.toml")
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    config = shipped_config(tmp_path, telemetry={"targets": str(tmp_path / "scans_only.toml")})
     docs = []
 
-    run(RunOptions(config_path=str(tmp_path / "config.json"), state_dir=str(tmp_path / "state"), cycles=30),
+    run(RunOptions(config_path=config, state_dir=str(tmp_path / "state"), cycles=30),
         RunHooks(on_publish=docs.append, configure_kwargs={"env": {}}))
 
     rd = docs[-1]["runtime_diagnostics"]

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from otel_diag.cli import main
 from tests.fixtures import diagnostics_state as fx
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+from tests.fixtures.cli import run_status
+from tests.fixtures.diagnostics_state import LONG_AGO
 
 
 def status(capsys, *args):
@@ -117,28 +115,17 @@ def test_status_when_hostile_strings_then_printed_as_text(capsys, tmp_path):
 
 def test_status_via_python_m_when_healthy_and_when_missing_then_exit_codes(tmp_path):
     folder = fx.write_state(tmp_path / "state", fx.healthy(time.time()))
-    ok = subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", folder],
-                        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    ok = run_status(folder)
     assert ok.returncode == 0, ok.stderr
     assert "HEALTHY" in ok.stdout
-    gone = subprocess.run([sys.executable, "-m", "otel_diag", "status", "--state-dir", os.fspath(tmp_path / "no")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    gone = run_status(tmp_path / "no")
     assert gone.returncode == 2
     assert gone.stderr.strip().startswith("otel-diag status: missing: ") and "Traceback" not in gone.stderr
 
 
 # -- a run that ended: its own verdict, whatever the file's age ---------------------------------------------
-LONG_AGO = 1_700_000_000.0  # 2023-11-14T22:13:20Z: the verdict must not depend on the reader's clock
-
-
-def _ended(state, builder=fx.healthy, **service):
-    doc = builder(LONG_AGO)
-    doc["service"].update(state=state, stopped_at=fx.iso(LONG_AGO), **service)
-    return doc
-
-
 def test_status_when_executor_stopped_then_exit_2_one_line_and_stopped_table_never_ok(capsys, tmp_path):
-    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", _ended("stopped")))
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.ended(LONG_AGO, "stopped")))
     assert code == 2
     assert err.strip() == f"otel-diag status: stopped at {fx.iso(LONG_AGO)} — last verdict healthy"
     assert "STOPPED" in out and "HEALTHY" not in out and " OK " not in out
@@ -146,7 +133,7 @@ def test_status_when_executor_stopped_then_exit_2_one_line_and_stopped_table_nev
 
 
 def test_status_when_executor_failed_then_exit_2_naming_the_failure_and_last_alerts(capsys, tmp_path):
-    doc = _ended("failed", fx.mismatch, failure="[bold]disk full[/bold]")
+    doc = fx.ended(LONG_AGO, "failed", fx.mismatch, failure="[bold]disk full[/bold]")
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 2 and "FAILED" in out and "[bold]disk full[/bold]" in out  # file text printed as text
     assert err.strip() == (f"otel-diag status: failed at {fx.iso(LONG_AGO)} ([bold]disk full[/bold]) — "
@@ -154,7 +141,8 @@ def test_status_when_executor_failed_then_exit_2_naming_the_failure_and_last_ale
 
 
 def test_status_json_when_stopped_then_block_carries_the_verdict(capsys, tmp_path):
-    code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", _ended("stopped")), "--json")
+    folder = fx.write_state(tmp_path / "s", fx.ended(LONG_AGO, "stopped"))
+    code, out, _ = status(capsys, "--state-dir", folder, "--json")
     block = json.loads(out)
     assert code == 2 and block["status"] == "stale" and block["service"]["state"] == "stopped"
     assert block["health"] == {"code": 2, "verdict": "stopped", "alerts": [],
