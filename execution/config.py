@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Optional, Tuple
 
 from execution.clock import EARLIEST_SECONDS, LATEST_SECONDS, iso_seconds, iso_z, on_calendar
-from execution.diagnostics_document import LIVENESS_CHECKS, MAX_PUBLISH_INTERVAL_SECONDS, describe
+from execution.diagnostics_document import LIVENESS_CHECKS, MAX_PUBLISH_INTERVAL_SECONDS, SYMBOL_CHECKS, describe
 from execution.files import file_kind, open_for_reading
 
 DEFAULT_CONFIG_PATH = os.path.join("config", "strategy_config.json")
@@ -210,6 +210,8 @@ class ExitPipelineConfig:
 
 # liveness key of runtime_diagnostics -> its threshold field below (the document model maps them)
 LIVENESS_THRESHOLD_FIELDS = {check.key: check.threshold_field for check in LIVENESS_CHECKS}
+# per-symbol check of runtime_diagnostics.liveness -> its threshold field below
+SYMBOL_THRESHOLD_FIELDS = {check.key: check.threshold_field for check in SYMBOL_CHECKS}
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,10 @@ class LivenessConfig:
     max_idle_exits_seconds: Optional[float] = _check(_threshold, 3600)
     max_idle_router_events_seconds: Optional[float] = _check(_threshold, 1800)
     max_idle_exit_scans_seconds: Optional[float] = _check(_threshold, 120)
+    # Per symbol of strategy.symbols (docs/v7.6_Runtime_Diagnostics.md, "Per-symbol market data"): no bar for
+    # 3 bars of 1 minute, or the same close for 10 bars. A healthy market of 1-minute bars trips neither.
+    max_symbol_data_age_seconds: Optional[float] = _check(_threshold, 180)
+    max_symbol_price_frozen_seconds: Optional[float] = _check(_threshold, 600)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ MAX_TEXT_CHARS = 256           # a text value, a map key, a list entry: longer e
 MAX_LIST_ITEMS = 256           # a list of symbols (the *_count fields carry the totals)
 MAX_MAP_ENTRIES = 2_048        # a map of counts, above the writer's default 2,000 series + "_other"; reason × symbol in all
 MAX_LIVENESS_MAP_ENTRIES = 32  # a map keyed by liveness check (five today)
+MAX_STALE_SYMBOLS_SHOWN = 8    # a verdict's alert line names at most this many stale symbols, then "and N more"
 
 # How far a file can be trusted (the loader's ``status``); only STATUS_OK is fresh and well-formed.
 STATUS_OK = "ok"
@@ -106,6 +107,24 @@ LIVENESS_CHECKS: Tuple[LivenessCheck, ...] = (
 LIVENESS_KEYS = tuple(c.key for c in LIVENESS_CHECKS)
 LIVENESS_FILE_ORDER = tuple(c.key for c in LIVENESS_CHECKS if c.spec) + tuple(
     c.key for c in LIVENESS_CHECKS if not c.spec)
+
+
+
+# -- per-symbol market-data checks ---------------------------------------------------------------
+@dataclass(frozen=True)
+class SymbolCheck:
+    key: str              # the failed check a stale symbol is reported with (symbol_checks, symbol_details keys)
+    threshold_field: str  # the threshold's field in the config's ``diagnostics.liveness``
+    label: str            # how people see it
+    since: str            # what its age is counted from
+
+
+# In precedence order: a symbol that gets no bars is reported as no_bars, whatever its price did.
+SYMBOL_CHECKS: Tuple[SymbolCheck, ...] = (
+    SymbolCheck("no_bars", "max_symbol_data_age_seconds", "no bars", "the symbol's last bar"),
+    SymbolCheck("price_frozen", "max_symbol_price_frozen_seconds", "price frozen", "the symbol's last price change"),
+)
+SYMBOL_CHECK_KEYS = tuple(c.key for c in SYMBOL_CHECKS)
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -301,6 +320,12 @@ def _symbols(value: Any) -> List[str]:
     return [clip(v) for v in kept]
 
 
+def _symbol_check(value: Any) -> str:
+    if value not in SYMBOL_CHECK_KEYS:
+        raise Bad(" or ".join(SYMBOL_CHECK_KEYS))
+    return value
+
+
 def _interval(value: Any) -> float:
     number = _positive(value)
     if number > MAX_PUBLISH_INTERVAL_SECONDS:
@@ -328,6 +353,7 @@ OPT_INT = _kind(_opt_int, {"type": ["integer", "null"]})
 TIMESTAMP = _kind(_timestamp, {"type": ["string", "null"], "format": "date-time"})
 TRACE_ID = _kind(_trace_id, {"type": ["string", "null"], "pattern": _TRACE_ID.pattern})
 SYMBOLS = _kind(_symbols, {"type": "array", "items": {"type": "string"}})
+SYMBOL_CHECK = _kind(_symbol_check, {"type": "string", "enum": list(SYMBOL_CHECK_KEYS)})
 
 
 @dataclass(frozen=True)
@@ -368,7 +394,8 @@ class ServiceInfo:
     name: str = item(TEXT, "executor", "service.name resource attribute", required=True)
     instance_id: Optional[str] = item(OPT_TEXT, None, "service.instance.id")
     environment: Optional[str] = item(OPT_TEXT, None, "deployment.environment.name")
-    scenario: Optional[str] = item(OPT_TEXT, None, "healthy, router_stall, signal_starvation, tp_sl_gap, exit_stall")
+    scenario: Optional[str] = item(OPT_TEXT, None, "healthy, router_stall, signal_starvation, tp_sl_gap, exit_stall, "
+                                   "symbol_freeze, symbol_stale_price")
     pace: Optional[str] = item(OPT_TEXT, None, enum=["replay", "realtime", None])
     seed: Optional[int] = item(OPT_INT, None)
     pid: Optional[int] = item(OPT_INT, None, schema={"minimum": 0})
@@ -433,6 +460,17 @@ class LivenessAlerts:
     last_trace_ids: Dict[str, Optional[str]] = item(Map(TRACE_ID, order="liveness"), {},
                                                     "extra: trace id of each key's last event")
     evaluated_at: Optional[str] = item(TIMESTAMP, None, "extra: clock time of the evaluation")
+    stale_symbols: List[str] = item(SYMBOLS, [], "extra: symbols whose market data is stale (a per-symbol check "
+                                    "failed, or a configured symbol never had a bar), sorted")
+    symbol_checks: Dict[str, str] = item(Map(SYMBOL_CHECK), {}, "extra: the failed check of each stale symbol: "
+                                         "no_bars (takes precedence) or price_frozen")
+    symbol_details: Dict[str, Dict[str, float]] = item(
+        Map(SECONDS, depth=2), {}, "extra: per symbol, seconds since its last bar (no_bars) and its last price "
+        "change (price_frozen); >= threshold when never seen; a check without a threshold is absent")
+    symbol_thresholds: Dict[str, float] = item(Map(POSITIVE), {}, "extra: per-symbol check thresholds in seconds "
+                                               "(no_bars: max_symbol_data_age_seconds, price_frozen: "
+                                               "max_symbol_price_frozen_seconds)")
+    missing_symbols: List[str] = item(SYMBOLS, [], "extra: configured symbols that never had a bar, sorted")
 
     @property
     def any_idle(self) -> bool:
@@ -655,6 +693,34 @@ def idle_keys(liveness: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def stale_symbols(liveness: Mapping[str, Any]) -> Dict[str, str]:
+    """The stale symbols, sorted, each with its failed check: listed as stale, given a check, never seen, or past a
+    threshold — a file that disagrees with itself is read the unhealthy way."""
+    checks, details = liveness.get("symbol_checks", {}), liveness.get("symbol_details", {})
+    thresholds = liveness.get("symbol_thresholds", {})
+    out: Dict[str, str] = {}
+    for symbol, ages in details.items():
+        for check in SYMBOL_CHECKS:
+            age, limit = ages.get(check.key), thresholds.get(check.key)
+            if is_positive_number(limit) and isinstance(age, (int, float)) and age > limit:
+                out[symbol] = check.key
+                break
+    for symbol in liveness.get("missing_symbols", []):
+        out.setdefault(symbol, SYMBOL_CHECKS[0].key)
+    for symbol in (*liveness.get("stale_symbols", []), *checks):
+        out[symbol] = checks.get(symbol) or out.get(symbol) or SYMBOL_CHECKS[0].key
+    return dict(sorted(out.items()))
+
+
+def stale_symbol_text(symbol: str, check: str, liveness: Mapping[str, Any]) -> str:
+    """``ETHUSDT (no bars for 4m)``, ``SOLUSDT (price frozen for 12m)``, ``XRPUSDT (no bars ever)``."""
+    label = next((c.label for c in SYMBOL_CHECKS if c.key == check), check)
+    if check == SYMBOL_CHECKS[0].key and symbol in liveness.get("missing_symbols", []):
+        return f"{symbol} ({label} ever)"
+    age = liveness.get("symbol_details", {}).get(symbol, {}).get(check)
+    return f"{symbol} ({label} for {format_age(age)})" if isinstance(age, (int, float)) else f"{symbol} ({label})"
+
+
 def run_ended(block: Mapping[str, Any]) -> Optional[str]:
     """SERVICE_STOPPED or SERVICE_FAILED when a well-formed block, fresh or stale, says the run ended; else None."""
     if not isinstance(block, Mapping) or block.get("status") not in (STATUS_OK, STATUS_STALE):
@@ -667,8 +733,8 @@ def run_ended(block: Mapping[str, Any]) -> Optional[str]:
 def health(block: Mapping[str, Any]) -> Health:
     """The one verdict on a loaded block, first match wins: unknown when the file is missing, unreadable or
     malformed; stopped / failed when it says the run ended (fresh or stale: the more useful truth); unknown
-    when stale; alerting on an idle key, a ledger/registry mismatch or an unprotected underwater position;
-    healthy otherwise."""
+    when stale; alerting on an idle key, a stale symbol, a ledger/registry mismatch or an unprotected underwater
+    position; healthy otherwise."""
     ended = run_ended(block)
     if ended is not None:
         last = _figures_verdict(block)
@@ -688,6 +754,11 @@ def _figures_verdict(block: Mapping[str, Any]) -> Health:
     live, ex = rd["liveness"], rd["exit_pipeline"]
     alerts = [f"{key} idle" + (" (never seen)" if live["missing"].get(key) is True else "")
               for key in idle_keys(live)]
+    stale = stale_symbols(live)
+    if stale:
+        shown = [stale_symbol_text(symbol, check, live) for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
+        more = len(stale) - len(shown)
+        alerts.append("market data stale: " + ", ".join(shown) + (f" and {more} more" if more else ""))
     if ex["ledger_registry_mismatch"] or ex["tp_sl_missing_count"] > 0:
         alerts.append(f"ledger/registry mismatch ({ex['tp_sl_missing_count']} open without TP/SL)")
     elif ex["underwater_without_tp_sl_count"] > 0:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import otel_diag
 from execution.config import LivenessConfig
 from execution.diagnostics_document import (
     LIVENESS_CHECKS,
     LIVENESS_KEYS,
+    SYMBOL_CHECKS,
     ExitPipelineStatus,
     LivenessAlerts,
     VetoCounters,
@@ -146,12 +147,19 @@ def _recorded_timestamps(derived: DerivedMetrics) -> Dict[str, Optional[float]]:
 
 
 def evaluate_liveness(cfg_liveness: Any, now: datetime, timestamps: Mapping[str, Any],
-                      trace_ids: Optional[Mapping[str, str]] = None) -> LivenessAlerts:
-    """The pure core of :func:`compute_liveness_alerts`: ``now`` and the timestamps are given."""
+                      trace_ids: Optional[Mapping[str, str]] = None,
+                      market_data: Optional[Mapping[str, Mapping[str, float]]] = None,
+                      symbols: Iterable[str] = ()) -> LivenessAlerts:
+    """The pure core of :func:`compute_liveness_alerts`: ``now`` and the timestamps are given.
+
+    ``market_data`` maps a symbol to its last-update times (``DerivedMetrics.market_data``); ``symbols`` is the
+    configured universe: each of them, and each symbol with market data, is checked per symbol.
+    """
     alerts = LivenessAlerts(evaluated_at=now.isoformat(timespec="microseconds"))
     if not getattr(cfg_liveness, "enabled", False):
         alerts.enabled = False
         return alerts
+    evaluate_symbols(alerts, cfg_liveness, now, market_data or {}, symbols)
     for check in LIVENESS_CHECKS:
         key, flag = check.key, check.idle_flag
         threshold = _threshold(getattr(cfg_liveness, check.threshold_field, None))
@@ -178,6 +186,39 @@ def evaluate_liveness(cfg_liveness: Any, now: datetime, timestamps: Mapping[str,
     return alerts
 
 
+def evaluate_symbols(alerts: LivenessAlerts, cfg_liveness: Any, now: datetime,
+                     market_data: Mapping[str, Mapping[str, float]], symbols: Iterable[str]) -> None:
+    """Fill the per-symbol fields of ``alerts``: each symbol's age per check, and the stale ones.
+
+    The liveness semantics, per symbol and check: a check without a usable threshold is not run; a symbol whose
+    update was never stamped is missing (age ``threshold + 1``, stale); a time in the future is age 0; otherwise
+    stale iff the age exceeds the threshold. A stale symbol is reported with its first failed check, in
+    SYMBOL_CHECKS order (no bars before a frozen price).
+    """
+    checks = []
+    for check in SYMBOL_CHECKS:
+        threshold = _threshold(getattr(cfg_liveness, check.threshold_field, None))
+        if threshold is not None:
+            alerts.symbol_thresholds[check.key] = threshold
+            checks.append((check.key, sc.SYMBOL_CHECK_UPDATES[check.key], threshold))
+    if not checks:
+        return
+    moment = now.timestamp()
+    for symbol in sorted({*symbols, *market_data}):
+        times = market_data.get(symbol, {})
+        if sc.MARKET_DATA_BAR not in times:
+            alerts.missing_symbols.append(symbol)
+        ages: Dict[str, float] = {}
+        for key, update, threshold in checks:
+            ts = times.get(update)
+            age = threshold + 1.0 if ts is None else max(0.0, moment - ts)
+            ages[key] = age
+            if age > threshold and symbol not in alerts.symbol_checks:
+                alerts.symbol_checks[symbol] = key
+        alerts.symbol_details[symbol] = ages
+    alerts.stale_symbols = sorted(alerts.symbol_checks)
+
+
 def compute_liveness_alerts(cfg_liveness: Any, *, now: Optional[datetime] = None,
                             timestamps: Optional[Mapping[str, Any]] = None) -> LivenessAlerts:
     """Liveness flags, durations and missing keys, with the exact semantics above.
@@ -189,7 +230,7 @@ def compute_liveness_alerts(cfg_liveness: Any, *, now: Optional[datetime] = None
     if timestamps is None:
         derived = current_telemetry().snapshot()
         return evaluate_liveness(cfg_liveness, _now(now), _recorded_timestamps(derived),
-                                 derived.extras.get("last_trace_ids"))
+                                 derived.extras.get("last_trace_ids"), derived.market_data)
     return evaluate_liveness(cfg_liveness, _now(now), timestamps)
 
 
@@ -234,11 +275,13 @@ def exit_pipeline_status(derived: DerivedMetrics) -> ExitPipelineStatus:
 
 
 def build_runtime_diagnostics_snapshot(cfg_liveness: Any, *, now: Optional[datetime] = None,
-                                       telemetry: Optional[otel_diag.Telemetry] = None) -> RuntimeDiagnosticsSnapshot:
+                                       telemetry: Optional[otel_diag.Telemetry] = None,
+                                       symbols: Iterable[str] = ()) -> RuntimeDiagnosticsSnapshot:
     """Veto counters, exit pipeline and liveness from one snapshot of what the ``trading.*`` instruments report
-    (``telemetry``'s, by default the configured one's)."""
+    (``telemetry``'s, by default the configured one's); ``symbols``, the configured universe, are each checked
+    for fresh market data (a symbol never stamped is missing)."""
     telemetry = telemetry or current_telemetry()
     derived = telemetry.snapshot()
     alerts = evaluate_liveness(cfg_liveness, _now(now, telemetry), _recorded_timestamps(derived),
-                               derived.extras.get("last_trace_ids"))
+                               derived.extras.get("last_trace_ids"), derived.market_data, symbols)
     return RuntimeDiagnosticsSnapshot(veto_counters(derived), exit_pipeline_status(derived), alerts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from execution.config import AppConfig
 from execution.exit_scanner import ExitScanner
@@ -60,6 +60,7 @@ class CycleResult:
     vetoes: Tuple[str, ...] = ()   # the reason of each vetoed signal, in symbol order
     orders_routed: int = 0         # entries and exits handed to the router
     orders_stuck: int = 0          # orders the router was not driven for
+    bars: Mapping[str, Bar] = field(default_factory=dict)  # the bars the cycle processed, by symbol
 
 
 class Executor:
@@ -80,6 +81,7 @@ class Executor:
         self._registrations = 0
         self._index = 0
         self._last_bars: Dict[str, Bar] = {}
+        self._fault_symbol = scenario.fault_symbol(cfg.strategy.symbols)
 
     # -- seams where faults are injected -------------------------------------------------
     def dispatch(self, order: Order, price: Optional[float]) -> Optional[RouteResult]:
@@ -99,6 +101,12 @@ class Executor:
     def _feed(self, index: int, ts: float, bars: Dict[str, Bar]) -> Dict[str, Bar]:
         if self.scenario.feed_frozen(index) and self._last_bars:
             return {s: Bar(ts, s, b.close, b.close, b.close, b.close, 0.0) for s, b in self._last_bars.items()}
+        symbol = self._fault_symbol
+        if self.scenario.symbol_frozen(index):
+            return {s: b for s, b in bars.items() if s != symbol}
+        last = self._last_bars.get(symbol)
+        if self.scenario.symbol_price_stale(index) and last is not None and symbol in bars:
+            return {**bars, symbol: Bar(ts, symbol, last.close, last.close, last.close, last.close, bars[symbol].volume)}
         return bars
 
     # -- the cycle -----------------------------------------------------------------------
@@ -142,7 +150,7 @@ class Executor:
                 self._register_tp_sl(symbol, PositionSide.of(signal.side))
         return CycleResult(index, ts, signals, scan, vetoes=tuple(vetoes),
                            orders_routed=self.stats.orders_routed - routed_before,
-                           orders_stuck=self.stats.orders_stuck - stuck_before)
+                           orders_stuck=self.stats.orders_stuck - stuck_before, bars=bars)
 
     def _on_fill(self, fill: Fill) -> None:
         pos = self.ledger.apply_fill(fill)

@@ -59,6 +59,7 @@ class RunOptions:
     seed: int = 7
     scenario: str = "healthy"
     fault_at: int = 100
+    fault_symbol: Optional[str] = None  # the symbol of symbol_freeze / symbol_stale_price (default the second one)
     pace: str = "replay"
     bar_interval: Optional[float] = None
     data: Optional[str] = None
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market and the venue (default 7)")
     p.add_argument("--scenario", default="healthy", choices=SCENARIOS, help="fault scenario (default healthy)")
     p.add_argument("--fault-at", type=int, default=100, help="bar index at which the scenario's fault starts (default 100)")
+    p.add_argument("--fault-symbol", default=None, metavar="SYMBOL",
+                   help="the symbol symbol_freeze and symbol_stale_price hit (default the second configured symbol)")
     p.add_argument("--pace", default="replay", choices=("replay", "realtime"), help="replay: simulated bar clock; realtime: wall clock")
     p.add_argument("--bar-interval", type=float, default=None, help="realtime pace: wall seconds between bars (default the bar length)")
     p.add_argument("--data", default=None, help="OHLCV CSV (ts,symbol,open,high,low,close,volume) instead of the synthetic feed")
@@ -207,7 +210,11 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
     start = steps[0][0] if steps else cfg.market_data.start_epoch
     realtime = opts.pace == "realtime"
     clock = wall_clock if realtime else SimClock(start)
-    scenario = Scenario(opts.scenario, opts.fault_at)
+    scenario = Scenario(opts.scenario, opts.fault_at, opts.fault_symbol)
+    try:
+        scenario.fault_symbol(cfg.strategy.symbols)
+    except ValueError as exc:
+        raise UsageError(f"executor: --fault-symbol: {exc}") from None
     state = StateDir.acquire(opts.state_dir)  # one executor per state dir, from here to state.release()
 
     telemetry = publisher = journal = None

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import otel_diag
 from otel_diag.redact import url_without_credentials
@@ -84,8 +84,11 @@ class DiagnosticsPublisher:
     def __init__(self, state_dir: str, cfg: AppConfig, clock: Callable[[], float],
                  on_publish: Optional[Callable[[dict], None]] = None, service: Optional[Dict[str, Any]] = None,
                  wall_clock: Callable[[], float] = time.time, telemetry: Optional[otel_diag.Telemetry] = None,
-                 before_write: Optional[Callable[[], None]] = None, min_write_seconds: float = 0.0) -> None:
+                 before_write: Optional[Callable[[], None]] = None, min_write_seconds: float = 0.0,
+                 symbols: Optional[Sequence[str]] = None) -> None:
         self.state_dir = state_dir
+        # the universe whose market data is checked per symbol (a symbol never stamped is stale): the strategy's
+        self.symbols = tuple(cfg.strategy.symbols if symbols is None else symbols)
         self.before_write = before_write
         self.cfg = cfg
         self.clock = clock
@@ -147,7 +150,8 @@ class DiagnosticsPublisher:
         failure = clip(" ".join(failure.split())) if failure else None
         evaluated = self.clock()
         written = self.wall_clock()
-        snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry)
+        snapshot = build_runtime_diagnostics_snapshot(self.cfg.diagnostics.liveness, telemetry=self.telemetry,
+                                                      symbols=self.symbols)
         state = SERVICE_FAILED if failure else SERVICE_STOPPED if final else SERVICE_RUNNING
         return to_json(DiagnosticsDocument(
             written_at=to_iso(written), evaluated_at=to_iso(evaluated),

@@ -15,6 +15,10 @@ Likewise a TWAP slice and its fill or reject are counted at ``order.route``, fro
 ``RouteResult`` that lists every slice, so ``order.twap_slice`` (1.5 calls a cycle) is not
 patched with tracing off either. With tracing on both are spans (children of ``executor.cycle``
 and ``order.route``).
+
+Per-symbol market data is stamped at ``executor.cycle``, the one call a cycle that receives every
+symbol's bar: one small loop over the configured symbols a cycle, from the ``CycleResult``'s
+bars (those the engine processed), not one wrapped call per symbol.
 """
 from __future__ import annotations
 
@@ -30,7 +34,14 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
     return args[index] if len(args) > index else kwargs.get(name)
 
 
-# -- executor.cycle --------------------------------------------------------------------
+# -- executor.cycle: the one call that sees every symbol's bar, so per-symbol market data is stamped here ------
+def _record_cycle(b: Binding, instance: Any, args: tuple, kwargs: dict, result: Any, trace_id: int) -> None:
+    # The bars the cycle processed (a raised cycle: those it was given), of the configured symbols only: the
+    # universe bounds the series.
+    bars = _arg(args, kwargs, 2, "bars") if result is _MISSING else result.bars
+    b.state.stamp_prices({s: bars[s].close for s in instance.cfg.strategy.symbols if s in bars})
+
+
 def _annotate_cycle(span: Any, instance: Any, args: tuple, kwargs: dict, result: Any) -> None:
     span.set_attribute(sc.ATTR_CYCLE_INDEX, _arg(args, kwargs, 0, "index"))
 
@@ -138,7 +149,7 @@ def _annotate_trigger(span: Any, instance: Any, args: tuple, kwargs: dict, resul
 
 
 TARGETS: Tuple[Target, ...] = (
-    Target("execution.engine", "Executor.run_cycle", EventSpec(sc.SPAN_EXECUTOR_CYCLE, None, _annotate_cycle)),
+    Target("execution.engine", "Executor.run_cycle", EventSpec(sc.SPAN_EXECUTOR_CYCLE, _record_cycle, _annotate_cycle)),
     Target("execution.signal_generator", "SignalGenerator.generate", EventSpec(sc.SPAN_SIGNAL_GENERATE, None, _annotate_signal)),
     Target("execution.risk_limits", "RiskEngine.check", EventSpec(sc.SPAN_RISK_CHECK, _record_risk, _annotate_risk)),
     Target("execution.order_router", "OrderRouter.route_order", EventSpec(sc.SPAN_ORDER_ROUTE, _record_route, _annotate_order)),

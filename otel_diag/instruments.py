@@ -88,6 +88,15 @@ def _observe_last_events(state: EventState) -> Points:
             for event, ts in state.last_event_times().items() if math.isfinite(ts)]
 
 
+def _observe_market_data(state: EventState) -> Points:
+    points: Points = []
+    for symbol, times in state.market_data_times().items():
+        for update, ts in zip(sc.MARKET_DATA_UPDATES, times):
+            if math.isfinite(ts):
+                points.append((ts, {sc.ATTR_SYMBOL: symbol, sc.ATTR_MARKET_DATA_UPDATE: update}))
+    return points
+
+
 def _exit_observer(read: Callable[[Any], Any]) -> Callable[[EventState], Points]:
     def observe_exit(state: EventState) -> Points:
         gauges = state.exit_gauges
@@ -105,6 +114,7 @@ OBSERVERS: Dict[str, Callable[[EventState], Points]] = {
     **{name: _counter_observer(name) for name, _ in COUNTERS},
     sc.METRIC_LAST_EVENT_TIME: _observe_last_events,
     **{name: _exit_observer(read) for name, _, read in EXIT_GAUGES},
+    sc.METRIC_MARKET_DATA_LAST_UPDATE: _observe_market_data,
 }
 
 
@@ -155,4 +165,9 @@ def register_instruments(meter: Meter, cell: StateCell) -> List[object]:
     for name, description, _ in EXIT_RATIOS:
         made.append(meter.create_observable_gauge(
             name, callbacks=[_callback(cell, name)], unit=sc.METRIC_UNITS[name], description=description))
+    made.append(meter.create_observable_gauge(
+        sc.METRIC_MARKET_DATA_LAST_UPDATE, callbacks=[_callback(cell, sc.METRIC_MARKET_DATA_LAST_UPDATE)],
+        unit=sc.METRIC_UNITS[sc.METRIC_MARKET_DATA_LAST_UPDATE],
+        description="Per symbol, the time of its last bar (update=bar) and of its last price change "
+                    "(update=price_change), Unix seconds from the engine's clock"))
     return made

@@ -92,6 +92,8 @@ class DerivedMetrics:
     exit: ExitPipelinePoints = field(default_factory=ExitPipelinePoints)
     overflow: Mapping[str, bool] = field(default_factory=dict)  # metric -> a cardinality cap folded series
     extras: Mapping[str, Any] = field(default_factory=dict)
+    # symbol -> {market-data update kind (semconv.MARKET_DATA_UPDATES) -> Unix seconds of the last one}
+    market_data: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def total_signals(self) -> int:
@@ -131,7 +133,7 @@ _ATTR_OVERFLOW, _ATTR_SYMBOL, _ATTR_VETO_REASON, _METRIC_VETOES = (
     sc.ATTR_OVERFLOW, sc.ATTR_SYMBOL, sc.ATTR_VETO_REASON, sc.METRIC_VETOES)
 _OVERFLOW_ATTRS: Mapping[str, Any] = {sc.ATTR_OVERFLOW: True}
 # Last-value gauges: a folded-over set keeps the last value observed, not the sum.
-_LAST_VALUE = frozenset({sc.METRIC_LAST_EVENT_TIME, *_EXIT_FIELDS})
+_LAST_VALUE = frozenset({sc.METRIC_LAST_EVENT_TIME, sc.METRIC_MARKET_DATA_LAST_UPDATE, *_EXIT_FIELDS})
 
 
 class _Accumulator:
@@ -153,6 +155,7 @@ class _Accumulator:
         self.triggers = 0
         self.exit_values: Dict[str, Any] = {}
         self.overflow: Dict[str, bool] = {}
+        self.market: Dict[str, Dict[str, float]] = {}
 
     def add(self, name: str, points: Iterable[Tuple[Any, Mapping[str, Any]]]) -> None:
         """Read ``points``, the ``(value, attributes)`` pairs of metric ``name``."""
@@ -180,6 +183,14 @@ class _Accumulator:
                 event = attrs.get(sc.ATTR_EVENT)
                 if event is not None:
                     last[str(event)] = float(value)
+                if attrs.get(flag):
+                    overflowed = True
+        elif name == sc.METRIC_MARKET_DATA_LAST_UPDATE:
+            market = self.market
+            for value, attrs in points:
+                symbol, update = attrs.get(_ATTR_SYMBOL), attrs.get(sc.ATTR_MARKET_DATA_UPDATE)
+                if symbol is not None and update is not None:
+                    market.setdefault(str(symbol), {})[str(update)] = float(value)
                 if attrs.get(flag):
                     overflowed = True
         elif name == sc.METRIC_EXIT_SCANS or name == sc.METRIC_EXIT_TRIGGERS:
@@ -216,7 +227,7 @@ class _Accumulator:
                 coverage=float(exit_values.get("coverage", 0.0)),
             )
         return DerivedMetrics(True, self.last, self.signals, self.orders, self.vetoes, self.router, self.scans,
-                              self.triggers, exit_points, self.overflow, dict(extras or {}))
+                              self.triggers, exit_points, self.overflow, dict(extras or {}), self.market)
 
 
 # counters keyed by one attribute: metric -> (accumulator field, attribute)

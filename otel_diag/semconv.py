@@ -27,6 +27,7 @@ ATTR_EVENT = "trading.event"
 ATTR_CYCLE_INDEX = "trading.cycle.index"
 ATTR_POSITIONS_OPEN = "trading.positions.open_count"
 ATTR_EXIT_TRIGGER_COUNT = "trading.exit.trigger_count"
+ATTR_MARKET_DATA_UPDATE = "trading.market_data.update"  # what a symbol's last-update time is of (below)
 ATTR_OVERFLOW = "otel.metric.overflow"  # the SDK's own name for a folded-over series
 
 # -- metrics ----------------------------------------------------------------------------
@@ -43,6 +44,7 @@ METRIC_TP_SL_MISSING = "trading.tp_sl.missing"
 METRIC_TP_SL_ORPHANED = "trading.tp_sl.orphaned"
 METRIC_UNDERWATER_UNPROTECTED = "trading.positions.underwater_unprotected"
 METRIC_TP_SL_COVERAGE = "trading.tp_sl.coverage"
+METRIC_MARKET_DATA_LAST_UPDATE = "trading.market_data.last_update.time"
 
 # -- units (UCUM; annotations in braces are dropped by Prometheus, "s" becomes _seconds) --
 METRIC_UNITS = {
@@ -59,6 +61,7 @@ METRIC_UNITS = {
     METRIC_TP_SL_ORPHANED: "{entry}",
     METRIC_UNDERWATER_UNPROTECTED: "{position}",
     METRIC_TP_SL_COVERAGE: "1",
+    METRIC_MARKET_DATA_LAST_UPDATE: "s",
 }
 
 # -- event kinds (values of trading.event) ---------------------------------------------
@@ -84,6 +87,17 @@ LIVENESS_EVENTS = {
     "exits": EVENT_EXIT_TRIGGER,
     "router": EVENT_ROUTER,
     "exit_scans": EVENT_EXIT_SCAN,
+}
+
+# -- market data (values of trading.market_data.update) -----------------------------------
+MARKET_DATA_BAR = "bar"                    # a bar of the symbol reached the engine's cycle
+MARKET_DATA_PRICE_CHANGE = "price_change"  # ... with a close different from the symbol's last one
+MARKET_DATA_UPDATES = (MARKET_DATA_BAR, MARKET_DATA_PRICE_CHANGE)
+
+# -- per-symbol checks of runtime_diagnostics.liveness → the update whose age they judge --------
+SYMBOL_CHECK_UPDATES = {
+    "no_bars": MARKET_DATA_BAR,
+    "price_frozen": MARKET_DATA_PRICE_CHANGE,
 }
 
 # -- resource (semantic conventions: stable attribute names) -----------------------------

@@ -5,10 +5,12 @@ Usage::
     state = EventState(clock=time.time)
     signals = state.series(METRIC_SIGNALS, {ATTR_SYMBOL: "BTCUSDT"})   # bind once
     state.hit(signals, EVENT_SIGNAL)                                      # count + last-event time
+    state.stamp_prices({"BTCUSDT": 64_010.5, "ETHUSDT": 3_201.0})         # one cycle's closes, per symbol
 
 Observable instruments (``otel_diag.instruments``) report this state at collection
 time, so every metric reader sees the same numbers. A wrapper records an event once:
-one counter series increment and one last-event time, under one lock.
+one counter series increment and one last-event time, under one lock. A cycle stamps its
+bars once: per symbol, the time of its last bar and of its last price change.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from otel_diag._log import RateLimitedLog
-from otel_diag.semconv import ATTR_OVERFLOW
+from otel_diag.semconv import ATTR_OVERFLOW, METRIC_MARKET_DATA_LAST_UPDATE
 
 _log = RateLimitedLog(logging.getLogger("otel_diag"))
 
@@ -128,6 +130,7 @@ class EventState:
         self._last_trace: Dict[str, int] = {}
         self._exit_gauges: Optional[ExitGauges] = None
         self._exit_source: Optional[Tuple[Callable[[Any], ExitGauges], Any]] = None
+        self._market: Dict[str, List[float]] = {}  # symbol -> [last bar time, last price change time, last price]
 
     # -- binding (once per attribute set; off the hot path after the first call) --------
     def series(self, metric: str, attributes: Optional[Mapping[str, object]] = None) -> Series:
@@ -202,6 +205,33 @@ class EventState:
         finally:
             lock.release()
 
+    def stamp_prices(self, prices: Mapping[str, float]) -> None:
+        """One cycle's bars, ``{symbol: close}``: stamp each symbol's last bar, and its last price change when
+        the close differs from the symbol's last one (a first bar is a change). One clock read, one lock.
+
+        At most ``max_series_per_metric`` symbols are tracked (the caller passes its configured universe);
+        a symbol beyond is left out and the metric marked overflowed. Times never go backwards.
+        """
+        now = self.clock()
+        lock = self._lock
+        lock.acquire()
+        try:
+            market = self._market
+            for symbol, price in prices.items():
+                seen = market.get(symbol)
+                if seen is None:
+                    if len(market) >= self.max_series_per_metric:
+                        self._overflowed[METRIC_MARKET_DATA_LAST_UPDATE] = True
+                        continue
+                    market[symbol] = [now, now, price]
+                elif now >= seen[0]:
+                    seen[0] = now
+                    if price != seen[2]:
+                        seen[1] = now
+                        seen[2] = price
+        finally:
+            lock.release()
+
     def stamp(self, event: str, trace_id: int = 0) -> None:
         """Stamp ``event``'s last time without counting a series."""
         self.hit(None, event, trace_id)
@@ -254,6 +284,11 @@ class EventState:
         with self._lock:
             return dict(self._last_trace)
 
+    def market_data_times(self) -> Dict[str, Tuple[float, float]]:
+        """Per symbol stamped by :meth:`stamp_prices`: (time of its last bar, time of its last price change)."""
+        with self._lock:
+            return {symbol: (seen[0], seen[1]) for symbol, seen in self._market.items()}
+
     def overflowed(self) -> Dict[str, bool]:
         with self._lock:
             return dict(self._overflowed)
@@ -267,6 +302,7 @@ class EventState:
             self._folded.clear()
             self._last_time.clear()
             self._last_trace.clear()
+            self._market.clear()
             self._exit_gauges = None
             self._exit_source = None
 

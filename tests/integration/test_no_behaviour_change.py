@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_diag
 from execution.executor_live import RunHooks, RunOptions, run
-from execution.scenarios import SCENARIOS
+from execution.config import AppConfig
+from execution.scenarios import SCENARIOS, Scenario
 from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import is_patch
@@ -19,6 +20,7 @@ from tests.fixtures.env import clean_env
 
 CYCLES = 80
 FAULT_AT = 40
+FAULTED = Scenario("symbol_freeze").fault_symbol(AppConfig().strategy.symbols)  # the per-symbol faults' symbol
 
 # what each scenario's fault visibly does within CYCLES bars (so no comparison below is vacuous)
 def _after_fault(cycles):
@@ -32,6 +34,9 @@ FAULT_SHOWS = {
     "signal_starvation": lambda st, cycles: st.signals > 0 and sum(c.signals for c in _after_fault(cycles)) == 0,
     "tp_sl_gap": lambda st, cycles: st.tp_sl_dropped > 0,
     "exit_stall": lambda st, cycles: all(c.exit_scan is None for c in _after_fault(cycles)) and st.exit_scans == FAULT_AT,
+    "symbol_freeze": lambda st, cycles: all((FAULTED in c.bars) == (c.index < FAULT_AT) for c in cycles),
+    "symbol_stale_price": lambda st, cycles: {c.bars[FAULTED].close for c in _after_fault(cycles)}
+    == {cycles[FAULT_AT - 1].bars[FAULTED].close} != {cycles[FAULT_AT - 2].bars[FAULTED].close},
 }
 
 

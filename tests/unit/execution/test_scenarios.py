@@ -10,11 +10,27 @@ PREDICATES = {
     "signal_starvation": lambda s, i: s.feed_frozen(i),
     "exit_stall": lambda s, i: s.exit_scan_stalled(i),
     "tp_sl_gap": lambda s, i: s.drops_registration(i, 3),
+    "symbol_freeze": lambda s, i: s.symbol_frozen(i),
+    "symbol_stale_price": lambda s, i: s.symbol_price_stale(i),
 }
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 
-def test_scenarios_when_listed_then_healthy_first_and_the_four_faults():
-    assert SCENARIOS == ("healthy", "router_stall", "signal_starvation", "tp_sl_gap", "exit_stall")
+def test_scenarios_when_listed_then_healthy_first_the_four_faults_then_the_two_per_symbol_ones():
+    assert SCENARIOS == ("healthy", "router_stall", "signal_starvation", "tp_sl_gap", "exit_stall",
+                         "symbol_freeze", "symbol_stale_price")
+
+
+def test_fault_symbol_when_not_given_then_the_second_configured_one_or_the_only_one():
+    assert Scenario("symbol_freeze").fault_symbol(SYMBOLS) == "ETHUSDT"
+    assert Scenario("symbol_freeze").fault_symbol(("BTCUSDT",)) == "BTCUSDT"
+
+
+def test_fault_symbol_when_given_then_it_if_configured_else_one_line_value_error():
+    assert Scenario("symbol_stale_price", symbol="SOLUSDT").fault_symbol(SYMBOLS) == "SOLUSDT"
+    with pytest.raises(ValueError, match="^expected a symbol of strategy.symbols, got 'XRP") as raised:
+        Scenario("symbol_freeze", symbol="XRP" * 1000).fault_symbol(SYMBOLS)
+    assert len(str(raised.value)) < 100
 
 
 def test_scenario_when_unknown_name_then_value_error_lists_choices():

@@ -122,11 +122,12 @@ def test_configure_when_called_twice_then_one_layer_of_wrapping(originals):
     assert all(fn.__wrapped__ is originals[name] for name, fn in wrapped.items())
 
 
-def test_configure_when_tracing_off_then_span_only_targets_left_unpatched():
+def test_configure_when_tracing_off_then_span_only_targets_left_unpatched_and_the_cycle_stamps_market_data():
     otel_diag.configure(env={})
 
-    assert "execution.engine.Executor.run_cycle" not in ExecutionInstrumentor.patched()
     assert "execution.paper_exchange.PaperExchange.place_order" not in ExecutionInstrumentor.patched()
+    assert "execution.signal_generator.SignalGenerator.generate" not in ExecutionInstrumentor.patched()
+    assert "execution.engine.Executor.run_cycle" in ExecutionInstrumentor.patched()  # per-symbol bars, once a cycle
 
 
 def test_instrument_when_patched_then_signatures_names_and_docs_are_the_engines(originals, providers):

@@ -104,7 +104,7 @@ def test_configure_when_no_endpoint_then_nothing_exported_and_tracing_off():
 
     assert telemetry.enabled and telemetry.exporters == []
     assert telemetry.tracing is False and telemetry.tracer_provider is None
-    assert telemetry.instrumented and len(ExecutionInstrumentor.patched()) == 4  # metrics only: the 4 span-only targets stay unpatched
+    assert telemetry.instrumented and len(ExecutionInstrumentor.patched()) == 5  # metrics only: the 3 span-only targets stay unpatched
 
 
 def test_configure_when_traces_exporter_none_then_no_trace_exporter_despite_endpoint():

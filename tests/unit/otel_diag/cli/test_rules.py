@@ -216,6 +216,7 @@ def exposition():
     for metric in rules.COUNTERS:
         state.series(metric, {semconv.ATTR_SYMBOL: "BTCUSDT"}).value = 1
     state.stamp(semconv.EVENT_ROUTER)
+    state.stamp_prices({"BTCUSDT": 64_000.0})
     state.set_exit_gauges(ExitGauges(open_positions=2, tp_sl_registered=1, tp_sl_orphaned=1, coverage=0.5,
                                      missing=(("ETHUSDT", "long"),), underwater_unprotected=(("ETHUSDT", "long"),)))
     register_instruments(meter, StateCell(state))
