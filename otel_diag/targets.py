@@ -11,6 +11,7 @@ Usage — a Python table in your own package::
         target("mybot.broker:Broker.on_fill", "router", router_event="fill"),
         target("mybot.exits:Exits.scan", "exit_scan", coverage="mybot.otel:coverage"),
         target("mybot.exits:Exits.close", "exit_trigger", reason="mybot.otel:exit_reason"),
+        target("mybot.loop:Loop.on_bars", "market_data", prices="mybot.otel:closes"),
     )
 
     otel_diag.configure(targets=TARGETS)            # or targets="mybot.otel:TARGETS", or a .toml/.json file
@@ -30,6 +31,9 @@ result). ``reason`` and ``router_event`` may also be a literal string (one with 
 - ``reason(call)``: a ``risk_check``'s veto reason (None: approved), a ``veto``'s reason, an ``exit_trigger``'s reason.
 - ``router_event(call)``: a ``router`` row's event (``route`` by default, ``twap_slice``, ``fill``, ``reject``;
   None: not counted); on an ``order`` row it also counts that router event.
+- ``prices(call)``: on a ``market_data`` row (a call that receives every symbol's bar once a cycle), the
+  cycle's ``{symbol: price}``: each symbol's last bar and last price change are stamped for the per-symbol
+  freshness checks (docs/v7.6_Runtime_Diagnostics.md). Only the symbols it returns are stamped.
 - ``coverage(call)``: on an ``exit_scan`` row, the exit pipeline as ``(open keys, protected keys, underwater
   keys)`` of (symbol, side) pairs (:func:`otel_diag.state.coverage_gauges` defines what follows from them).
 - ``attributes(call)``: extra span attributes (a dict), only when the span records.
@@ -55,12 +59,13 @@ TARGETS_ENV = "OTEL_DIAG_TARGETS"  # module:TABLE, or a .toml / .json file
 DEFAULT_TABLE = "otel_diag.default_targets:TARGETS"
 
 # The events a row may declare: the last-event kinds of semconv, the risk check (a signal and maybe its
-# veto), and "span" (a span and nothing counted).
+# veto), a cycle's market data (per-symbol prices), and "span" (a span and nothing counted).
 EVENT_RISK_CHECK = "risk_check"
+EVENT_MARKET_DATA = "market_data"
 EVENT_SPAN = "span"
 EVENTS = (sc.EVENT_SIGNAL, EVENT_RISK_CHECK, sc.EVENT_VETO, sc.EVENT_ORDER, sc.EVENT_ROUTER, sc.EVENT_EXIT_SCAN,
-          sc.EVENT_EXIT_TRIGGER, EVENT_SPAN)
-ADAPTERS = ("symbol", "when", "reason", "router_event", "coverage", "attributes")
+          sc.EVENT_EXIT_TRIGGER, EVENT_MARKET_DATA, EVENT_SPAN)
+ADAPTERS = ("symbol", "when", "reason", "router_event", "coverage", "attributes", "prices")
 _LITERAL_ALLOWED = ("reason", "router_event")
 ROW_KEYS = ("function", "event", "span") + ADAPTERS
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -81,6 +86,7 @@ class Declared(NamedTuple):
     router_event: Any = None
     coverage: Any = None
     attributes: Any = None
+    prices: Any = None
 
 
 class Target(NamedTuple):
@@ -117,10 +123,10 @@ class Call:
 
 def target(function: str, event: Optional[str] = None, *, span: Optional[str] = None, symbol: Any = None,
            when: Any = None, reason: Any = None, router_event: Any = None, coverage: Any = None,
-           attributes: Any = None) -> Target:
+           attributes: Any = None, prices: Any = None) -> Target:
     """A declarative row: ``function`` (``module:Qualified.name``) is ``event``; checked when instrumenting."""
     module, _, name = str(function).partition(":")
-    return Target(module, name, Declared(event, span, symbol, when, reason, router_event, coverage, attributes))
+    return Target(module, name, Declared(event, span, symbol, when, reason, router_event, coverage, attributes, prices))
 
 
 def resolve(reference: str) -> Any:
@@ -167,7 +173,7 @@ def _veto(b: Binding, reason: Any, symbol: Any) -> Any:
     return b.vetoes[reason, symbol] if symbol is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[reason]
 
 
-def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optional[Callable]:
+def _recorder(event: str, symbol, when, reason, router_event, coverage, prices) -> Optional[Callable]:
     sym = symbol or (lambda call: None)
 
     if event == sc.EVENT_SIGNAL:
@@ -213,6 +219,11 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage) -> Optio
             why = reason(call) if reason is not None else None
             series = _keyed(b, b.exit_triggers, sc.METRIC_EXIT_TRIGGERS, why)
             b.state.hit(series, sc.EVENT_EXIT_TRIGGER, trace_id)
+    elif event == EVENT_MARKET_DATA:
+        def count(b: Binding, call: Call, trace_id: int) -> None:
+            found = prices(call)
+            if found:
+                b.state.stamp_prices(dict(found))
     else:  # a span and nothing counted
         return None
 
@@ -260,15 +271,18 @@ def compile_target(row: Target) -> EventSpec:
     d = row.spec
     if d.event not in EVENTS:
         raise TargetError(f"target {where}: event {d.event!r} is not one of {', '.join(EVENTS)}")
-    symbol, when, reason, router_event, coverage, attributes = (
+    symbol, when, reason, router_event, coverage, attributes, prices = (
         _adapter(f"target {where}", field, getattr(d, field)) for field in ADAPTERS)
     if d.event == sc.EVENT_VETO and reason is None:
         raise TargetError(f"target {where}: a veto needs a reason")
     if coverage is not None and d.event != sc.EVENT_EXIT_SCAN:
         raise TargetError(f"target {where}: coverage belongs on an exit_scan row")
+    if (prices is not None) != (d.event == EVENT_MARKET_DATA):
+        raise TargetError(f"target {where}: " + ("a market_data row needs prices" if prices is None
+                                                 else "prices belongs on a market_data row"))
     if d.event == sc.EVENT_ROUTER and router_event is None:
         router_event = _adapter(f"target {where}", "router_event", sc.ROUTER_ROUTE)
-    return EventSpec(d.span or row.name, _recorder(d.event, symbol, when, reason, router_event, coverage),
+    return EventSpec(d.span or row.name, _recorder(d.event, symbol, when, reason, router_event, coverage, prices),
                      _annotator(d.event, symbol, when, reason, router_event, attributes))
 
 

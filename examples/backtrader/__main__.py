@@ -96,7 +96,8 @@ def run(args: argparse.Namespace, on_publish: Optional[Callable[[dict], None]] =
                                 targets="examples.backtrader.targets:TARGETS")
             publisher = DiagnosticsPublisher(
                 args.state_dir, cfg, clock=clock, on_publish=on_publish, min_write_seconds=REPLAY_MIN_WRITE_SECONDS,
-                service={"scenario": args.fault or "healthy", "seed": args.seed, "pace": "replay"})
+                service={"scenario": args.fault or "healthy", "seed": args.seed, "pace": "replay"},
+                symbols=DEFAULT_SYMBOLS)
         cerebro: Optional[Any] = None  # built below; the callbacks run once it runs
 
         def positions() -> Dict[str, Any]:

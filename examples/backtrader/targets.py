@@ -15,14 +15,16 @@ What is which event (docs/instrument_your_own_engine.md walks through it):
 - router: ``BackBroker.submit`` (route), an order's ``execute`` (fill), ``reject`` and ``margin`` (reject);
 - exit scan: ``BackBroker.next``, the broker's per-bar pass over the pending stop and limit orders,
   with the coverage adapter read right after it (open positions vs open stop orders);
-- exit trigger: ``BackBroker._execute`` of a bracket child (its stop or its limit) on a real bar.
+- exit trigger: ``BackBroker._execute`` of a bracket child (its stop or its limit) on a real bar;
+- market data: the strategy's ``next``, called once a bar with every data feed advanced: each feed's close
+  stamps its symbol's last bar and last price change (the per-symbol freshness checks).
 
 The adapters are plain functions of backtrader's objects; the only private names read are
 ``BackBroker._execute`` (where a child executes) and a data feed's ``_name`` (its symbol).
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import backtrader as bt
 
@@ -74,6 +76,11 @@ def exit_reason(call: Call) -> str:
     return EXIT_REASONS.get(call.arg(0, "order").exectype, "exit")
 
 
+def closes(call: Call) -> Dict[str, float]:
+    """Each data feed's symbol and close at the bar ``next`` was called for."""
+    return {data._name: data.close[0] for data in call.instance.datas}
+
+
 def coverage(call: Call) -> Tuple[List[tuple], List[tuple], List[tuple]]:
     """Open positions, live stop orders, and positions losing money: the broker after its pass."""
     broker = call.instance
@@ -81,7 +88,7 @@ def coverage(call: Call) -> Tuple[List[tuple], List[tuple], List[tuple]]:
 
 
 TARGETS = (
-    target(f"{STRATEGY}.next", "span", span="strategy.next"),
+    target(f"{STRATEGY}.next", "market_data", span="strategy.next", prices=closes),
     target(f"{STRATEGY}.entry_signal", "signal", span="strategy.entry_signal", symbol=data_symbol, when=has_result),
     target(f"{STRATEGY}.risk_check", "veto", span="strategy.risk_check", symbol=data_symbol, reason=result),
     target("backtrader.strategy:Strategy.buy", "order", span="strategy.buy", symbol=result_symbol, when=has_result),

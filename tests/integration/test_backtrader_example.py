@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from dashboard import risk_panel as rp
 from examples.backtrader.__main__ import parse_args
 from examples.backtrader.__main__ import run as run_example
-from examples.backtrader.run import DEFAULT_START
+from examples.backtrader.run import DEFAULT_START, DEFAULT_SYMBOLS
 from examples.backtrader.strategy import VETOES
 from execution.atomic import atomic_write_json
 from execution.config import AppConfig
@@ -161,6 +161,8 @@ def test_in_process_healthy_when_warmed_up_then_every_document_clean_and_coverag
     open_seen = 0
     for doc in docs[warm:]:
         assert idle_flags(doc) == [], doc["evaluated_at"]
+        live = rd(doc)["liveness"]  # every feed's close reaches strategy.next, the table's market_data row
+        assert live["stale_symbols"] == [] and set(live["symbol_details"]) == set(DEFAULT_SYMBOLS), doc["evaluated_at"]
         ep = rd(doc)["exit_pipeline"]
         if ep["open_positions_count"]:
             open_seen += 1

@@ -68,6 +68,10 @@ class Bot:
     def close(self, symbol, why):
         self.book.pop(symbol, None)
         return why
+
+    def on_bars(self, bars):
+        """One cycle's closes, {symbol: price}."""
+        return len(bars)
 '''
 
 ADAPTERS = '''
@@ -98,6 +102,10 @@ def coverage(call):
 
 def exit_reason(call):
     return call.arg(1, "why")
+
+
+def closes(call):
+    return call.arg(0, "bars")
 
 
 def order_size(call):
@@ -209,6 +217,38 @@ def test_table_when_instrumented_then_engine_results_exceptions_and_signatures_u
     with pytest.raises(ValueError, match="size must be > 0"):
         mybot.Bot().submit(mybot.Order("BTC", 0))
     assert mybot.Bot().submit(mybot.Order("ETH", 1), urgent=True).symbol == "ETH"
+
+
+def test_market_data_row_when_cycles_run_then_each_symbols_last_bar_and_last_price_change_stamped(mybot, clock):
+    table = (target("mybot:Bot.on_bars", "market_data", span="bot.on_bars", prices="mybot_otel:closes"),)
+    telemetry = otel_diag.configure(clock=clock, env={}, targets=table)
+    import mybot
+
+    bot = mybot.Bot()
+    bot.on_bars({"BTC": 100.0, "ETH": 10.0})
+    clock.now = T0 + 60
+    assert bot.on_bars({"BTC": 100.0, "ETH": 11.0}) == 2
+    clock.now = T0 + 120
+    bot.on_bars({"ETH": 11.0})
+
+    assert telemetry.snapshot().market_data == {
+        "BTC": {sc.MARKET_DATA_BAR: T0 + 60, sc.MARKET_DATA_PRICE_CHANGE: T0},
+        "ETH": {sc.MARKET_DATA_BAR: T0 + 120, sc.MARKET_DATA_PRICE_CHANGE: T0 + 60}}
+    assert telemetry.snapshot().last_event_times == {}  # market data is no event of the global liveness
+
+
+@pytest.mark.parametrize("row, needle", [
+    (target("mybot:Bot.on_bars", "market_data"), "mybot:Bot.on_bars: a market_data row needs prices"),
+    (target("mybot:Bot.scan", "exit_scan", prices="mybot_otel:closes"),
+     "mybot:Bot.scan: prices belongs on a market_data row"),
+])
+def test_market_data_row_when_prices_missing_or_misplaced_then_one_warning_and_unpatched(mybot, caplog, row, needle):
+    with caplog.at_level(logging.WARNING, logger="otel_diag"):
+        configure((row,))
+
+    messages = warnings_of(caplog)
+    assert len(messages) == 1 and needle in messages[0], messages
+    assert ExecutionInstrumentor.patched() == []
 
 
 def test_table_when_uninstrumented_then_every_function_original_again(mybot):
