@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_diag
+from execution.config import AppConfig
+from execution.engine import CycleResult
 from execution.models import (Bar, ExitScanResult, Order, Position, PositionSide, RiskDecision, RouteResult, Side,
                               Signal, SliceResult, TpSlEntry)
 from otel_diag import semconv as sc
@@ -41,11 +43,17 @@ _POSITIONS = tuple(Position(s, PositionSide.LONG, 1.0, 100.0, T0, 99.0) for s in
 SCAN = ExitScanResult(T0, _POSITIONS, tuple(TpSlEntry(s, PositionSide.LONG, 101.0, 99.5, T0) for s in _SYMBOLS[:4]),
                       (), _POSITIONS[4:])
 
+CONFIG = AppConfig()  # the shipped strategy's 8 symbols: the universe a cycle stamps
+CYCLE_BARS = {s: Bar(T0, s, 100.0, 101.0, 99.0, 100.5, 12.0) for s in CONFIG.strategy.symbols}
+CYCLE = CycleResult(0, T0, 1, SCAN, bars=CYCLE_BARS)
+
 VARIANTS = ("metrics only", "sampler off", "recording span")
 
 
 class StubHost:
     """The engine's traced methods, answering prebuilt results."""
+
+    cfg = CONFIG
 
     def generate(self, bar: Bar) -> Signal:
         return SIGNAL
@@ -61,6 +69,9 @@ class StubHost:
 
     def scan(self, bars: Dict[str, Bar]) -> ExitScanResult:
         return SCAN
+
+    def run_cycle(self, index: int, ts: float, bars: Dict[str, Bar]) -> CycleResult:
+        return CYCLE
 
 
 class Case(NamedTuple):
@@ -84,6 +95,9 @@ CALLS: Dict[str, Case] = {
                         "order.route (an order, its route event, a slice and its reject)"),
     "exit.scan": Case(sc.SPAN_EXIT_SCAN, "scan", lambda h: h.scan({}),
                       "exit.scan (5 positions; count + coverage gauges; 1 call a cycle)"),
+    "executor.cycle": Case(sc.SPAN_EXECUTOR_CYCLE, "run_cycle", lambda h: h.run_cycle(0, T0, CYCLE_BARS),
+                           "executor.cycle (8 symbols' last bar and price change stamped: one loop, one lock; "
+                           "1 call a cycle)"),
 }
 
 
