@@ -396,6 +396,8 @@ class ServiceInfo:
     environment: Optional[str] = item(OPT_TEXT, None, "deployment.environment.name")
     scenario: Optional[str] = item(OPT_TEXT, None, "healthy, router_stall, signal_starvation, tp_sl_gap, exit_stall, "
                                    "symbol_freeze, symbol_stale_price")
+    fault_symbol: Optional[str] = item(OPT_TEXT, None, "the symbol symbol_freeze / symbol_stale_price hit; null for "
+                                       "the other scenarios")
     pace: Optional[str] = item(OPT_TEXT, None, enum=["replay", "realtime", None])
     seed: Optional[int] = item(OPT_INT, None)
     pid: Optional[int] = item(OPT_INT, None, schema={"minimum": 0})

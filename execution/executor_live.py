@@ -201,6 +201,11 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
                          f"got {opts.journal_fsync!r}")
     cfg = _load_config(opts.config_path)
     steps = load_csv(opts.data) if opts.data else None
+    scenario = Scenario(opts.scenario, opts.fault_at, opts.fault_symbol)
+    try:
+        fault_symbol = scenario.fault_symbol(cfg.strategy.symbols)
+    except ValueError as exc:
+        raise UsageError(f"executor: --fault-symbol: {exc}") from None
     try:
         os.makedirs(opts.state_dir, exist_ok=True)
     except OSError as exc:
@@ -210,11 +215,6 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
     start = steps[0][0] if steps else cfg.market_data.start_epoch
     realtime = opts.pace == "realtime"
     clock = wall_clock if realtime else SimClock(start)
-    scenario = Scenario(opts.scenario, opts.fault_at, opts.fault_symbol)
-    try:
-        scenario.fault_symbol(cfg.strategy.symbols)
-    except ValueError as exc:
-        raise UsageError(f"executor: --fault-symbol: {exc}") from None
     state = StateDir.acquire(opts.state_dir)  # one executor per state dir, from here to state.release()
 
     telemetry = publisher = journal = None
@@ -240,7 +240,8 @@ def run(opts: RunOptions, hooks: Optional[RunHooks] = None) -> RunSummary:
             min_write = 0.0 if realtime else (REPLAY_MIN_WRITE_SECONDS if opts.replay_min_write_seconds is None
                                               else opts.replay_min_write_seconds)
             publisher = DiagnosticsPublisher(opts.state_dir, cfg, clock=clock, on_publish=hooks.on_publish,
-                                             service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed},
+                                             service={"scenario": scenario.name, "pace": opts.pace, "seed": opts.seed,
+                                                      "fault_symbol": fault_symbol if scenario.per_symbol else None},
                                              telemetry=telemetry, before_write=journal.sync, min_write_seconds=min_write,
                                              wall_clock=hooks.wall_clock or wall_clock)
         source = iter(steps[:cycles]) if steps is not None else \

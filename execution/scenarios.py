@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 from execution.diagnostics_document import describe
 
-SCENARIOS = ("healthy", "router_stall", "signal_starvation", "tp_sl_gap", "exit_stall",
-             "symbol_freeze", "symbol_stale_price")
+PER_SYMBOL = ("symbol_freeze", "symbol_stale_price")  # the faults that hit one symbol (``Scenario.fault_symbol``)
+SCENARIOS = ("healthy", "router_stall", "signal_starvation", "tp_sl_gap", "exit_stall", *PER_SYMBOL)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class Scenario:
 
     def exit_scan_stalled(self, bar_index: int) -> bool:
         return self._active("exit_stall", bar_index)
+
+    @property
+    def per_symbol(self) -> bool:
+        """Whether the fault hits one symbol (then ``fault_symbol`` names it)."""
+        return self.name in PER_SYMBOL
 
     def fault_symbol(self, symbols: Sequence[str]) -> str:
         """The symbol a per-symbol fault hits among the configured ``symbols``: ``symbol``, else the second one

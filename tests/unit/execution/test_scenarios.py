@@ -21,6 +21,10 @@ def test_scenarios_when_listed_then_healthy_first_the_four_faults_then_the_two_p
                          "symbol_freeze", "symbol_stale_price")
 
 
+def test_per_symbol_when_asked_then_true_for_the_two_faults_that_hit_one_symbol_only():
+    assert [name for name in SCENARIOS if Scenario(name).per_symbol] == ["symbol_freeze", "symbol_stale_price"]
+
+
 def test_fault_symbol_when_not_given_then_the_second_configured_one_or_the_only_one():
     assert Scenario("symbol_freeze").fault_symbol(SYMBOLS) == "ETHUSDT"
     assert Scenario("symbol_freeze").fault_symbol(("BTCUSDT",)) == "BTCUSDT"
