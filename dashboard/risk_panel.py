@@ -7,6 +7,7 @@ Usage::
 
     block = load_runtime_diagnostics_state("state")
     risk_panel.liveness_rows(block)          # pure: a LivenessRow per key, unit-testable
+    risk_panel.market_data_rows(block)       # pure: a MarketDataRow per stale symbol, or one saying all are fresh
     risk_panel.render_executor(block, "executor-a", jaeger_ui_url="http://127.0.0.1:16686")
 
 Trust follows ``block["status"]``: only a fresh, well-formed file (``"ok"``) of a running executor
@@ -26,10 +27,12 @@ from urllib.parse import quote, urlsplit
 
 from execution.diagnostics_document import (
     LIVENESS_CHECKS,
+    MAX_STALE_SYMBOLS_SHOWN,
     STATUS_INVALID,
     STATUS_MISSING,
     STATUS_OK,
     STATUS_STALE,
+    SYMBOL_CHECKS,
     VERDICT_ALERTING,
     VERDICT_FAILED,
     VERDICT_HEALTHY,
@@ -39,6 +42,8 @@ from execution.diagnostics_document import (
     idle_keys,
     parse_iso,
     run_ended,
+    stale_symbol_text,
+    stale_symbols,
 )
 
 ICON_OK = "✅"
@@ -50,6 +55,7 @@ ICON_STOPPED = "⏹️"
 ICON_FAILED = "💥"
 
 MAX_SYMBOLS_SHOWN = 8
+MARKET_DATA_LABEL = "Market data"  # the liveness card's rows for per-symbol market data
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _WORD_JOINER = "\u2060"
 _AUTOLINK = re.compile(r"(://|www\.|@)", re.IGNORECASE)
@@ -157,6 +163,17 @@ class LivenessRow:
 
 
 @dataclass(frozen=True)
+class MarketDataRow:
+    symbol: Optional[str]  # the stale symbol as the file names it; None for a summary row
+    check: Optional[str]   # its failed check (a SYMBOL_CHECKS key); None for a summary row
+    icon: str
+    state: str  # ok | stale | more | unknown | not_checked | disabled
+    text: str   # Markdown, file values escaped
+    threshold: str
+    age: Optional[float] = None  # seconds since what the failed check counts from; None when never seen
+
+
+@dataclass(frozen=True)
 class HealthRow:
     icon: str
     label: str
@@ -214,6 +231,56 @@ def liveness_rows(block: Mapping[str, Any], jaeger_ui_url: Optional[str] = None)
         rows.append(LivenessRow(key=key, label=check.label, icon=icon, state=state, text=text,
                                 threshold=format_age(limit) if limit is not None else "—", trace_url=trace))
     return rows
+
+
+def _names(value: Any) -> List[str]:
+    return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
+
+
+def _by_name(value: Any, keep: Any) -> Dict[str, Any]:
+    """The entries of a map keyed by text whose value ``keep`` turns into something (None: left out)."""
+    kept = ((k, keep(v)) for k, v in _dict(value).items() if isinstance(k, str))
+    return {k: v for k, v in kept if v is not None}
+
+
+def _symbol_fields(live: Mapping[str, Any]) -> Dict[str, Any]:
+    """The per-symbol fields in the shapes the loader guarantees, whatever reached here (a block is untrusted)."""
+    return {"stale_symbols": _names(live.get("stale_symbols")), "missing_symbols": _names(live.get("missing_symbols")),
+            "symbol_checks": _by_name(live.get("symbol_checks"), lambda v: v if isinstance(v, str) else None),
+            "symbol_details": _by_name(live.get("symbol_details"), lambda ages: _by_name(ages, _seconds)),
+            "symbol_thresholds": _by_name(live.get("symbol_thresholds"),
+                                          lambda t: t if _seconds(t) is not None and t > 0 else None)}
+
+
+def market_data_rows(block: Mapping[str, Any]) -> List[MarketDataRow]:
+    """One row per stale symbol (the verdict's, the first MAX_STALE_SYMBOLS_SHOWN, then "and N more"), or one row
+    saying every symbol is fresh, or that market data is not checked."""
+    raw = _section(block, "liveness")
+    live = _symbol_fields(raw)
+    thresholds, details = live["symbol_thresholds"], live["symbol_details"]
+    stale = stale_symbols(live)
+    limits = " / ".join(format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds)
+    if stale:
+        rows = [MarketDataRow(symbol, check, ICON_BAD, "stale", md_escape(stale_symbol_text(symbol, check, live)),
+                              format_age(thresholds[check]) if check in thresholds else "—",
+                              None if symbol in live["missing_symbols"] else details.get(symbol, {}).get(check))
+                for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
+        if len(stale) > MAX_STALE_SYMBOLS_SHOWN:
+            rows.append(MarketDataRow(None, None, ICON_BAD, "more",
+                                      f"and {len(stale) - MAX_STALE_SYMBOLS_SHOWN} more stale symbols", "—"))
+    elif raw.get("enabled") is False:
+        rows = [MarketDataRow(None, None, ICON_NONE, "disabled", "liveness checks disabled", "—")]
+    elif not limits:
+        rows = [MarketDataRow(None, None, ICON_NONE, "not_checked", "not checked (no threshold)", "—")]
+    else:
+        rows = [MarketDataRow(None, None, ICON_OK, "ok",
+                              f"all {len(details)} symbol{'' if len(details) == 1 else 's'} fresh", limits)]
+    level = trust(block)
+    if level == "ok":
+        return rows
+    return [MarketDataRow(r.symbol, r.check, ICON_UNKNOWN, "unknown",
+                          "unknown" if level == "none" else f"unknown (last known: {r.text})", r.threshold, r.age)
+            for r in rows]
 
 
 def _symbols_text(symbols: Any) -> str:
@@ -312,7 +379,8 @@ def _table(rows: Iterable[Tuple[str, ...]], columns: List[str]) -> Any:
     return pd.DataFrame(list(rows), columns=columns)
 
 
-def render_liveness_card(rows: List[LivenessRow], *, with_traces: bool = False) -> None:
+def render_liveness_card(rows: List[LivenessRow], *, with_traces: bool = False,
+                         market: Iterable[MarketDataRow] = ()) -> None:
     import streamlit as st
 
     with st.container(border=True):
@@ -321,6 +389,7 @@ def render_liveness_card(rows: List[LivenessRow], *, with_traces: bool = False) 
         data = [(r.icon, r.label, r.text, r.threshold)
                 + (((f"[trace ↗]({r.trace_url})" if r.trace_url else "—"),) if with_traces else ())
                 for r in rows]
+        data += [(r.icon, MARKET_DATA_LABEL, r.text, r.threshold) + (("—",) if with_traces else ()) for r in market]
         st.table(_table(data, columns), border="horizontal", hide_index=True)
 
 
@@ -377,7 +446,7 @@ def render_veto_card(block: Mapping[str, Any]) -> None:
 
 def render_executor(block: Mapping[str, Any], name: str, *, jaeger_ui_url: Optional[str] = None,
                     wide: bool = True) -> None:
-    """One executor: heading, banner, liveness and exit health cards, veto heatmap."""
+    """One executor: heading, banner, liveness (with market data) and exit health cards, veto heatmap."""
     import streamlit as st
 
     st.subheader(f"{md_escape(name)} · {status_badge(block)}", anchor=False)
@@ -386,14 +455,14 @@ def render_executor(block: Mapping[str, Any], name: str, *, jaeger_ui_url: Optio
     if note is not None:
         (st.info if note.level == "info" else st.error)(note.text)
     jaeger = resolve_jaeger_ui_url(block, jaeger_ui_url)
-    rows = liveness_rows(block, jaeger)
+    rows, market = liveness_rows(block, jaeger), market_data_rows(block)
     if wide:
         left, right = st.columns([3, 2])
         with left:
-            render_liveness_card(rows, with_traces=jaeger is not None)
+            render_liveness_card(rows, with_traces=jaeger is not None, market=market)
         with right:
             render_exit_health_card(exit_health_rows(block))
     else:
-        render_liveness_card(rows, with_traces=jaeger is not None)
+        render_liveness_card(rows, with_traces=jaeger is not None, market=market)
         render_exit_health_card(exit_health_rows(block))
     render_veto_card(block)

@@ -715,12 +715,14 @@ def stale_symbols(liveness: Mapping[str, Any]) -> Dict[str, str]:
 
 
 def stale_symbol_text(symbol: str, check: str, liveness: Mapping[str, Any]) -> str:
-    """``ETHUSDT (no bars for 4m)``, ``SOLUSDT (price frozen for 12m)``, ``XRPUSDT (no bars ever)``."""
-    label = next((c.label for c in SYMBOL_CHECKS if c.key == check), check)
+    """``ETHUSDT (no bars for 4m)``, ``SOLUSDT (price frozen for 12m)``, ``XRPUSDT (no bars ever)``; a name from
+    the file is quoted at most SHORT_CHARS long."""
+    label = next((c.label for c in SYMBOL_CHECKS if c.key == check), shorten(check))
+    name = shorten(symbol)
     if check == SYMBOL_CHECKS[0].key and symbol in liveness.get("missing_symbols", []):
-        return f"{symbol} ({label} ever)"
+        return f"{name} ({label} ever)"
     age = liveness.get("symbol_details", {}).get(symbol, {}).get(check)
-    return f"{symbol} ({label} for {format_age(age)})" if isinstance(age, (int, float)) else f"{symbol} ({label})"
+    return f"{name} ({label} for {format_age(age)})" if isinstance(age, (int, float)) else f"{name} ({label})"
 
 
 def run_ended(block: Mapping[str, Any]) -> Optional[str]:

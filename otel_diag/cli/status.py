@@ -6,7 +6,7 @@ Usage::
     otel-diag status --state-dir state --json     # the loaded block(s) as JSON
     otel-diag status --max-age 300                # stale after 5 minutes instead of 3 publish intervals
 
-Exit codes: 0 healthy; 1 any idle flag or a ledger/registry mismatch; 2 state missing,
+Exit codes: 0 healthy; 1 any idle flag, a stale symbol or a ledger/registry mismatch; 2 state missing,
 unreadable, invalid or stale, or the executor stopped or failed (one line on stderr saying which:
 ``stopped at <time> — last verdict healthy``). A state dir holding one subfolder per executor is
 checked as a whole: the worst executor decides the exit code, and ``--json`` prints
@@ -26,7 +26,9 @@ from execution.diagnostics_document import (
     EXIT_HEALTHY,
     LIVENESS_KEYS,
     MAX_AGE_LIMIT_SECONDS,
+    MAX_STALE_SYMBOLS_SHOWN,
     STATUS_OK,
+    SYMBOL_CHECKS,
     VERDICT_ALERTING,
     VERDICT_FAILED,
     VERDICT_HEALTHY,
@@ -34,6 +36,9 @@ from execution.diagnostics_document import (
     format_age,
     health,
     idle_keys,
+    is_positive_number,
+    stale_symbol_text,
+    stale_symbols,
 )
 from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state
 
@@ -95,6 +100,7 @@ def _plain(text: str) -> str:
 
 # -- the readable table -----------------------------------------------------------------------
 _OK, _BAD, _WARN, _NONE = "[green]OK[/green]", "[bold red]IDLE[/bold red]", "[yellow]WARN[/yellow]", "[dim]-[/dim]"
+_STALE, _MARKET_DATA = "[bold red]STALE[/bold red]", "market data"
 _BADGES = {VERDICT_HEALTHY: "[bold green]HEALTHY[/bold green]", VERDICT_ALERTING: "[bold red]ALERTING[/bold red]",
            VERDICT_STOPPED: "[bold magenta]STOPPED[/bold magenta]", VERDICT_FAILED: "[bold red]FAILED[/bold red]"}
 
@@ -114,6 +120,28 @@ def _liveness_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
         else:
             state, text = _OK, f"idle for {format_age(detail)}"
         rows.append((key, state, text, format_age(limit) if limit else "-"))
+    return rows
+
+
+def _market_data_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
+    """One "market data" row per stale symbol (the first MAX_STALE_SYMBOLS_SHOWN, then "and N more"), or one
+    saying how many symbols are fresh, or "not checked"; the limit is the failed check's (else every check's)."""
+    from rich.markup import escape
+
+    live = block["runtime_diagnostics"]["liveness"]
+    thresholds = live["symbol_thresholds"]
+    stale = stale_symbols(live)
+    if not stale:
+        limits = [format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if is_positive_number(thresholds.get(c.key))]
+        if not limits or live["enabled"] is False:
+            return [(_MARKET_DATA, _NONE, "not checked", "-")]
+        fresh = len(live["symbol_details"])
+        return [(_MARKET_DATA, _OK, f"{fresh} symbol{'' if fresh == 1 else 's'} fresh", " / ".join(limits))]
+    rows = [(_MARKET_DATA, _STALE, escape(_plain(stale_symbol_text(symbol, check, live))),
+             format_age(thresholds[check]) if is_positive_number(thresholds.get(check)) else "-")
+            for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
+    if len(stale) > MAX_STALE_SYMBOLS_SHOWN:
+        rows.append((_MARKET_DATA, _STALE, f"and {len(stale) - MAX_STALE_SYMBOLS_SHOWN} more stale symbols", ""))
     return rows
 
 
@@ -161,7 +189,7 @@ def _print_tables(loaded: List[Tuple[str, Dict[str, Any]]]) -> None:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
         for column in ("check", "state", "value", "limit"):
             table.add_column(column)
-        liveness, exits = _liveness_rows(block), _exit_rows(block)
+        liveness, exits = _liveness_rows(block) + _market_data_rows(block), _exit_rows(block)
         for index, row in enumerate(liveness + exits):
             if not live:  # figures from an untrusted file or an ended run: shown, never as OK
                 row = (row[0], "[dim]?[/dim]", f"[dim]last known: {row[2]}[/dim]", row[3])

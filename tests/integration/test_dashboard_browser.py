@@ -53,35 +53,71 @@ def _wait_idle(page) -> None:
 
 
 @pytest.fixture
-def panel(tmp_path):
-    """A running risk panel over two executors (healthy, and a stalled router with a TP/SL gap)."""
+def serve_panel(tmp_path):
+    """Starts the risk panel over ``tmp_path/state`` holding ``executors`` ({folder name: document}); returns its
+    URL and the state folder. Every panel started is stopped at the end of the test."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run `make setup` (installs Debian's chromium)")
-    now = time.time()
-    state = tmp_path / "state"
-    fx.write_state(state / "executor-a", fx.healthy(now))
-    fx.write_state(state / "executor-b", fx.alerting(now))
-    port = free_port()
-    env = {**os.environ, "JAEGER_UI_URL": JAEGER, "PYTHONPATH": ROOT}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-         "--", "--state-dir", "state", "--refresh-seconds", "2"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    procs = []
+
+    def start(executors):
+        state = tmp_path / "state"
+        for name, doc in executors.items():
+            fx.write_state(state / name, doc)
+        port = free_port()
+        env = {**os.environ, "JAEGER_UI_URL": JAEGER, "PYTHONPATH": ROOT}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+             "--", "--state-dir", "state", "--refresh-seconds", "2"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc)
-        yield url, state
+        return url, state
+
+    try:
+        yield start
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def panel(serve_panel):
+    """A running risk panel over two executors (healthy, and a stalled router with a TP/SL gap), every symbol's
+    market data fresh."""
+    now = time.time()
+    return serve_panel({"executor-a": fx.with_market_data(fx.healthy(now)),
+                        "executor-b": fx.with_market_data(fx.alerting(now))})
+
+
+@pytest.fixture
+def symbol_freeze_document(tmp_path):
+    """The last document a running executor published in a symbol_freeze replay (fault at bar 20 of 60): the
+    engine's own run, its shipped config, no OTel environment. Returns (document, faulted symbol, symbols)."""
+    from execution.config import load_config
+    from execution.diagnostics_document import SERVICE_RUNNING
+    from execution.executor_live import RunHooks, RunOptions, run
+    from execution.scenarios import Scenario
+    from tests.fixtures.config import SHIPPED_CONFIG
+
+    scenario = Scenario("symbol_freeze", fault_at=20)
+    docs = []
+    run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(tmp_path / "replay"), cycles=60, scenario=scenario.name,
+                   fault_at=scenario.fault_at), RunHooks(on_publish=docs.append, configure_kwargs={"env": {}}))
+    running = [doc for doc in docs if doc["service"]["state"] == SERVICE_RUNNING]
+    assert running, "the replay published no document while running"
+    symbols = load_config(SHIPPED_CONFIG).strategy.symbols
+    return running[-1], scenario.fault_symbol(symbols), tuple(symbols)
 
 
 def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(panel, tmp_path):
@@ -105,6 +141,7 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
             healthy_card, stalled_card = tables.nth(0).inner_text(), tables.nth(2).inner_text()
             assert re.search(r"✅\s+Signals\s+idle for 42s\s+10m\s+trace ↗", healthy_card), healthy_card
             assert re.search(r"🔴\s+Router\s+idle for 45m\s+30m", stalled_card), stalled_card
+            assert re.search(rf"✅\s+Market data\s+all {len(fx.MARKET_SYMBOLS)} symbols fresh\s+3m / 10m", healthy_card)
             assert re.search(r"🔴\s+Exits \(TP/SL triggers\)\s+never seen \(missing\)\s+1h", stalled_card)
             assert "mismatch: 1 open without TP/SL: ETHUSDT" in tables.nth(3).inner_text()
             link = tables.nth(0).get_by_role("link").first.get_attribute("href")
@@ -124,3 +161,35 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
         finally:
             browser.close()
     assert os.path.getsize(screenshot) > 20_000
+
+
+def test_risk_panel_in_chromium_when_symbol_freeze_replay_then_only_the_faulted_symbol_stale(
+        serve_panel, symbol_freeze_document):
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.risk_panel import MARKET_DATA_LABEL
+    from execution.diagnostics_document import format_age, stale_symbol_text
+
+    doc, frozen, symbols = symbol_freeze_document
+    live = doc["runtime_diagnostics"]["liveness"]
+    assert frozen == "ETHUSDT" and live["stale_symbols"] == [frozen]  # what the replay made, before the page
+    url, _ = serve_panel({"executor-f": doc})  # written just now by a running executor: live, not last known
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_text("executor-f", exact=False).first.wait_for(timeout=20_000)
+            page.locator('[data-testid="stTable"]').nth(1).wait_for(timeout=20_000)
+            _wait_idle(page)
+
+            heading = page.locator('[data-testid="stHeading"]').filter(has_text="executor-f").first.inner_text()
+            card = page.locator('[data-testid="stTable"]').nth(0).inner_text()
+        finally:
+            browser.close()
+    assert "🔴 alerting" in heading, heading
+    stale = stale_symbol_text(frozen, "no_bars", live)  # "ETHUSDT (no bars for 40m)"
+    limit = format_age(live["symbol_thresholds"]["no_bars"])
+    assert re.search(rf"🔴\s+{MARKET_DATA_LABEL}\s+{re.escape(stale)}\s+{limit}", card), card
+    assert card.count(MARKET_DATA_LABEL) == 1 and "no bars for" in stale
+    assert not [s for s in symbols if s != frozen and s in card], card  # no other symbol is marked stale

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboard import risk_panel as rp
+from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from execution.state_v7 import parse_runtime_diagnostics
 from tests.fixtures import diagnostics_state as fx
 
@@ -103,6 +104,72 @@ def test_resolve_jaeger_when_env_and_file_set_then_operator_wins_and_bad_file_ig
     assert rp.resolve_jaeger_ui_url(block_of(doc), JAEGER) == JAEGER
     assert rp.resolve_jaeger_ui_url(block_of(doc)) == "http://from-file:16686"
     assert rp.resolve_jaeger_ui_url(block_of(fx.hostile(NOW))) is None
+
+
+# -- market data: the verdict's stale symbols in the liveness card --------------------------------------------
+def test_market_data_rows_when_every_symbol_fresh_then_one_green_row_counting_them():
+    rows = rp.market_data_rows(block_of(fx.with_market_data(fx.healthy(NOW))))
+    assert [(r.icon, r.state, r.text, r.threshold, r.symbol) for r in rows] == [
+        ("✅", "ok", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m", None)]
+
+
+def test_market_data_rows_when_symbols_stale_then_one_red_row_each_with_check_age_and_limit():
+    doc = fx.with_market_data(fx.healthy(NOW), stale={"SOLUSDT": ("price_frozen", 720.0), "ETHUSDT": ("no_bars", 240.0)},
+                              missing=["XRPUSDT"])
+    rows = rp.market_data_rows(block_of(doc))
+    assert [(r.symbol, r.check, r.age, r.threshold, r.icon, r.state) for r in rows] == [
+        ("ETHUSDT", "no_bars", 240.0, "3m", "🔴", "stale"),
+        ("SOLUSDT", "price_frozen", 720.0, "10m", "🔴", "stale"),
+        ("XRPUSDT", "no_bars", None, "3m", "🔴", "stale")]
+    assert [_plain(r.text) for r in rows] == ["ETHUSDT (no bars for 4m)", "SOLUSDT (price frozen for 12m)",
+                                              "XRPUSDT (no bars ever)"]
+
+
+@pytest.mark.parametrize("lists, stale", [
+    ({"stale_symbols": [], "symbol_checks": {}}, ["ETHUSDT"]),           # the ages say stale: stale
+    ({"stale_symbols": ["BTCUSDT", "ETHUSDT"]}, ["BTCUSDT", "ETHUSDT"]),  # listed stale: stale, whatever the ages
+])
+def test_market_data_rows_when_fields_disagree_then_the_verdicts_symbols(lists, stale):
+    doc = fx.with_market_data(fx.healthy(NOW), stale={"ETHUSDT": ("no_bars", 2400.0)})
+    doc["runtime_diagnostics"]["liveness"].update(lists)
+    block = block_of(doc)
+    assert [r.symbol for r in rp.market_data_rows(block)] == stale
+    assert rp.status_badge(block) == "🔴 alerting"
+
+
+def test_market_data_rows_when_hundreds_stale_with_markup_names_then_capped_and_escaped():
+    names = ["**b** [x](javascript:y)", fx.HOSTILE, *(f"S{i:03d}" for i in range(298))]
+    doc = fx.with_market_data(fx.healthy(NOW), stale={n: ("no_bars", 600.0) for n in names})
+    rows = rp.market_data_rows(block_of(doc))
+    assert len(rows) == MAX_STALE_SYMBOLS_SHOWN + 1
+    assert (rows[-1].state, rows[-1].text) == ("more", f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more stale symbols")
+    assert rows[0].text == "\\*\\*b\\*\\* \\[x\\]\\(javascript\\:y\\) \\(no bars for 10m\\)"
+    assert _plain(rows[1].text) == f"{fx.HOSTILE} (no bars for 10m)"
+    assert not any(re.search(r"(?<!\\)[<>\[\]()*]", r.text) for r in rows)
+
+
+@pytest.mark.parametrize("change, state, text", [
+    ("no thresholds", "not_checked", "not checked (no threshold)"),
+    ("liveness disabled", "disabled", "liveness checks disabled"),
+])
+def test_market_data_rows_when_not_checked_then_neutral_never_green(change, state, text):
+    doc = fx.healthy(NOW) if change == "no thresholds" else fx.with_market_data(fx.healthy(NOW))
+    doc["runtime_diagnostics"]["liveness"]["enabled"] = change != "liveness disabled"
+    assert [(r.icon, r.state, r.text) for r in rp.market_data_rows(block_of(doc))] == [("➖", state, text)]
+
+
+@pytest.mark.parametrize("doc, text", [
+    (fx.with_market_data(fx.stale(NOW), stale={"ETHUSDT": ("no_bars", 240.0)}),
+     "unknown (last known: ETHUSDT \\(no bars for 4m\\))"),
+    (fx.ended(NOW, "stopped", lambda at: fx.with_market_data(fx.healthy(at), stale={"ETHUSDT": ("no_bars", 240.0)})),
+     "unknown (last known: ETHUSDT \\(no bars for 4m\\))"),
+    (fx.ended(NOW, "failed", lambda at: fx.with_market_data(fx.healthy(at))),
+     f"unknown (last known: all {len(fx.MARKET_SYMBOLS)} symbols fresh)"),
+    (None, "unknown"),
+])
+def test_market_data_rows_when_state_untrusted_or_run_ended_then_last_known_never_green_or_red(doc, text):
+    rows = rp.market_data_rows(block_of(doc))
+    assert [(r.icon, r.state, r.text) for r in rows] == [("⚪", "unknown", text)]
 
 
 # -- exit health ------------------------------------------------------------------------------------
@@ -211,6 +278,8 @@ def test_view_models_when_random_input_then_never_raise(doc, raw_block, jaeger):
         for row in rp.liveness_rows(block, jaeger):
             assert not re.search(r"-\d", row.text + row.threshold), row  # no negative duration
             assert "nan" not in (row.text + row.threshold).lower() and "inf" not in row.text.lower()
+        for row in rp.market_data_rows(block):
+            assert "nan" not in (row.text + row.threshold).lower() and not re.search(r"-\d", row.text + row.threshold)
         rp.exit_health_rows(block), rp.veto_cells(block), rp.veto_totals(block)
         rp.banner(block), rp.header_caption(block), rp.status_badge(block)
 
@@ -263,10 +332,12 @@ def _texts(at):
 
 
 def test_page_when_healthy_then_green_liveness_and_heatmap(page, tmp_path):
-    at = page(fx.write_state(tmp_path / "state", fx.healthy(time.time())), jaeger=JAEGER)
+    at = page(fx.write_state(tmp_path / "state", fx.with_market_data(fx.healthy(time.time()))), jaeger=JAEGER)
     liveness, health = _tables(at)
-    assert list(liveness["Check"]) == ["Signals", "Orders", "Exits (TP/SL triggers)", "Exit scans", "Router"]
+    assert list(liveness["Check"]) == ["Signals", "Orders", "Exits (TP/SL triggers)", "Exit scans", "Router",
+                                       "Market data"]
     assert set(liveness[""]) == {"✅"} and liveness["Status"][1] == "idle for 3m"
+    assert liveness["Status"][5] == f"all {len(fx.MARKET_SYMBOLS)} symbols fresh" and liveness["Last event"][5] == "—"
     assert liveness["Last event"][0] == f"[trace ↗]({JAEGER}/trace/{fx.TRACE_IDS['signals']})"
     assert "100% (3 of 3 protected)" in list(health["Value"])
     assert not at.error and _plain(at.subheader[0].value) == "state · ✅ healthy"
@@ -280,6 +351,17 @@ def test_page_when_idle_with_missing_keys_then_red_rows_and_never_seen(page, tmp
     assert liveness.loc["Router", ""] == "🔴" and liveness.loc["Router", "Status"] == "idle for 45m"
     assert liveness.loc["Exits (TP/SL triggers)", "Status"] == "never seen (missing)"
     assert "Last event" not in liveness.columns  # no Jaeger configured: no trace column
+    assert "🔴 alerting" in at.subheader[0].value
+
+
+def test_page_when_a_symbol_is_stale_then_red_market_data_row_in_liveness_card(page, tmp_path):
+    doc = fx.with_market_data(fx.healthy(time.time()), stale={"ETHUSDT": ("no_bars", 240.0)})
+    at = page(fx.write_state(tmp_path / "state", doc))
+    liveness = _tables(at)[0]
+    market = liveness[liveness["Check"] == "Market data"]
+    assert [tuple(r) for r in market.itertuples(index=False)] == [("🔴", "Market data", "ETHUSDT \\(no bars for 4m\\)",
+                                                                   "3m")]
+    assert set(liveness[liveness["Check"] != "Market data"][""]) == {"✅"}
     assert "🔴 alerting" in at.subheader[0].value
 
 

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
 
+from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from otel_diag.cli import main
 from tests.fixtures import diagnostics_state as fx
-from tests.fixtures.cli import run_status
+from tests.fixtures.cli import one_line, run_status
 from tests.fixtures.diagnostics_state import LONG_AGO
 
 
@@ -152,3 +154,76 @@ def test_status_json_when_stopped_then_block_carries_the_verdict(capsys, tmp_pat
 def test_status_json_when_stale_and_running_then_verdict_unknown(capsys, tmp_path):
     code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", fx.healthy(LONG_AGO)), "--json")
     assert code == 2 and json.loads(out)["health"] == {"code": 2, "verdict": "unknown", "alerts": [], "summary": ""}
+
+
+# -- per-symbol market data: the verdict's stale symbols, in the liveness section ----------------------------
+def market_rows(out):
+    """The table's market-data rows as their (state, value, limit) cells."""
+    return [re.split(r"\s{2,}", line.strip())[1:] for line in out.splitlines() if line.startswith("market data ")]
+
+
+@pytest.mark.parametrize("stale, missing, text, limit", [
+    ({"ETHUSDT": ("no_bars", 240.0)}, (), "ETHUSDT (no bars for 4m)", "3m"),
+    ({"SOLUSDT": ("price_frozen", 720.0)}, (), "SOLUSDT (price frozen for 12m)", "10m"),
+    ({}, ("XRPUSDT",), "XRPUSDT (no bars ever)", "3m"),
+])
+def test_status_when_a_symbol_is_stale_then_exit_1_one_line_and_row_naming_symbol_and_check(
+        capsys, tmp_path, stale, missing, text, limit):
+    doc = fx.with_market_data(fx.healthy(time.time()), stale=stale, missing=missing)
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 1 and "ALERTING" in out
+    assert one_line(err) == f"otel-diag status: alerting: market data stale: {text}"
+    assert market_rows(out) == [["STALE", text, limit]]
+    assert "BTCUSDT" not in out  # a fresh symbol is never listed
+
+
+def test_status_when_every_symbol_fresh_then_exit_0_and_row_says_how_many(capsys, tmp_path):
+    doc = fx.with_market_data(fx.healthy(time.time()))
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 0 and err == ""
+    assert market_rows(out) == [["OK", f"{len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m"]]
+    rows = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert rows.index("market") == rows.index("router") + 1  # in the liveness section, before the exit rows
+
+
+@pytest.mark.parametrize("change", ["no thresholds", "liveness disabled"])
+def test_status_when_symbols_not_checked_then_row_says_not_checked_never_ok(capsys, tmp_path, change):
+    doc = fx.healthy(time.time()) if change == "no thresholds" else fx.with_market_data(fx.healthy(time.time()))
+    doc["runtime_diagnostics"]["liveness"]["enabled"] = change != "liveness disabled"
+    code, out, _ = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 0 and market_rows(out) == [["-", "not checked", "-"]]
+
+
+def test_status_when_run_stopped_with_a_stale_symbol_then_last_known_never_ok(capsys, tmp_path):
+    doc = fx.ended(fx.LONG_AGO, "stopped", lambda at: fx.with_market_data(fx.healthy(at),
+                                                                           stale={"ETHUSDT": ("no_bars", 2400.0)}))
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 2 and one_line(err).endswith("last verdict alerting: market data stale: ETHUSDT (no bars for 40m)")
+    assert market_rows(out) == [["?", "last known: ETHUSDT (no bars for 40m)", "3m"]]
+
+
+@pytest.mark.parametrize("lists, says", [
+    ({"stale_symbols": [], "symbol_checks": {}}, "ETHUSDT (no bars for 40m)"),  # the ages say stale: stale
+    ({"stale_symbols": ["BTCUSDT", "ETHUSDT"]}, "BTCUSDT (no bars for 30s), ETHUSDT (no bars for 40m)"),
+])
+def test_status_when_symbol_fields_disagree_then_read_the_unhealthy_way(capsys, tmp_path, lists, says):
+    doc = fx.with_market_data(fx.healthy(time.time()), stale={"ETHUSDT": ("no_bars", 2400.0)})
+    doc["runtime_diagnostics"]["liveness"].update(lists)
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    assert code == 1 and one_line(err) == f"otel-diag status: alerting: market data stale: {says}"
+    assert len(market_rows(out)) == says.count("(")
+
+
+def test_status_when_hostile_symbols_by_the_hundred_then_text_bounded_and_one_line(capsys, tmp_path):
+    hostile = ["\x1b[2Jclear", "EVIL\nLINE", "[red]X[/red]"]
+    many = {s: ("no_bars", 4000.0) for s in [*hostile, *(f"sym{i:03d}" for i in range(297))]}
+    doc = fx.with_market_data(fx.healthy(time.time()), stale=many)
+    code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
+    line = one_line(err)  # the newline in a name is not a second line
+    assert code == 1 and line.endswith(f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more")
+    assert "\x1b" not in out + err and "?[2Jclear (no bars for 1h 06m)" in line
+    rows = market_rows(out)
+    assert len(rows) == MAX_STALE_SYMBOLS_SHOWN + 1
+    assert rows[-1] == ["STALE", f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more stale symbols"]
+    assert "[red]X[/red] (no bars for 1h 06m)" in out and "EVIL?LINE (no bars for 1h 06m)" in out  # as text
+    assert len(out.splitlines()) < 40
