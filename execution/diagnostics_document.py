@@ -125,6 +125,7 @@ SYMBOL_CHECKS: Tuple[SymbolCheck, ...] = (
     SymbolCheck("price_frozen", "max_symbol_price_frozen_seconds", "price frozen", "the symbol's last price change"),
 )
 SYMBOL_CHECK_KEYS = tuple(c.key for c in SYMBOL_CHECKS)
+MARKET_DATA_STALE = "market data stale"  # how a verdict, the panel and an alert's summary call a stale symbol
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -762,7 +763,7 @@ def _figures_verdict(block: Mapping[str, Any]) -> Health:
     if stale:
         shown = [stale_symbol_text(symbol, check, live) for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
         more = len(stale) - len(shown)
-        alerts.append("market data stale: " + ", ".join(shown) + (f" and {more} more" if more else ""))
+        alerts.append(f"{MARKET_DATA_STALE}: " + ", ".join(shown) + (f" and {more} more" if more else ""))
     if ex["ledger_registry_mismatch"] or ex["tp_sl_missing_count"] > 0:
         alerts.append(f"ledger/registry mismatch ({ex['tp_sl_missing_count']} open without TP/SL)")
     elif ex["underwater_without_tp_sl_count"] > 0:

@@ -17,6 +17,20 @@ block. For every liveness key with a threshold ``T`` (``max_idle_*_seconds``):
   Its ``for`` is ``T`` (at least ``--for``): an event never seen is alerted when an event
   seen at start-up would have turned idle, so a restart does not page.
 
+Per-symbol market data (group ``otel-diag-market-data``), from the per-symbol last-update gauge
+``trading_market_data_last_update_time_seconds{trading_symbol, trading_market_data_update}`` and the
+per-symbol thresholds of ``diagnostics.liveness`` (the in-process ``stale_symbols`` / ``symbol_checks``):
+
+- ``TradingSymbolNoBars``: ``time() - <gauge>{trading_market_data_update="bar"} > max_symbol_data_age_seconds``.
+- ``TradingSymbolPriceFrozen``: the same on ``update="price_change"`` against
+  ``max_symbol_price_frozen_seconds``, ``unless on (job, instance, trading_symbol)`` the symbol already has no
+  bars: no_bars takes precedence, as in the block. Both use ``--for``.
+- ``TradingSymbolMissing``: a configured symbol (``strategy.symbols``) that never had a bar while its executor
+  reports other series (liveness.missing_symbols); its ``for`` is the first enabled check's threshold (at least
+  ``--for``), as for the ``Trading<Key>Missing`` rules. No executor at all is the ``absent()`` above.
+
+Each alert carries the symbol's ``trading_symbol`` label; a null or 0 threshold has no rule.
+
 Exit pipeline rules (while ``diagnostics.exit_pipeline`` is enabled, whatever liveness says):
 ``TradingTpSlMismatch`` (``trading_tp_sl_missing > 0``), ``TradingTpSlCoverageLow``
 (coverage < 1 only while ``trading_positions_open > 0``: coverage is 0 when nothing is open)
@@ -39,12 +53,21 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from execution.config import DEFAULT_CONFIG_PATH, LIVENESS_THRESHOLD_FIELDS, ConfigError, load_config
+from execution.config import (
+    DEFAULT_CONFIG_PATH,
+    LIVENESS_THRESHOLD_FIELDS,
+    SYMBOL_THRESHOLD_FIELDS,
+    ConfigError,
+    load_config,
+)
+from execution.diagnostics_document import MARKET_DATA_STALE, SYMBOL_CHECKS
 from otel_diag import _internals, instruments, semconv
 
 DEFAULT_FOR = "1m"
 GROUP_LIVENESS = "otel-diag-liveness"
+GROUP_MARKET_DATA = "otel-diag-market-data"
 GROUP_EXIT_PIPELINE = "otel-diag-exit-pipeline"
+ALERT_SYMBOL_MISSING = "TradingSymbolMissing"
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
 INSTANCE_LABELS = ("job", "instance")
@@ -99,6 +122,16 @@ def selector(metric_name: str, **labels: str) -> str:
 def event_label() -> str:
     """The label of attribute ``trading.event`` (``trading_event``)."""
     return _internals.prometheus_label(semconv.ATTR_EVENT)
+
+
+def symbol_label() -> str:
+    """The label of attribute ``trading.symbol`` (``trading_symbol``)."""
+    return _internals.prometheus_label(semconv.ATTR_SYMBOL)
+
+
+def market_data_update_label() -> str:
+    """The label of attribute ``trading.market_data.update`` (``trading_market_data_update``)."""
+    return _internals.prometheus_label(semconv.ATTR_MARKET_DATA_UPDATE)
 
 
 # -- durations --------------------------------------------------------------------------
@@ -193,6 +226,85 @@ def liveness_rules(liveness, for_: str = DEFAULT_FOR) -> List[Rule]:
     return rules
 
 
+def symbol_check_alert(check_key: str) -> str:
+    """``no_bars`` → ``TradingSymbolNoBars``, ``price_frozen`` → ``TradingSymbolPriceFrozen``."""
+    return f"TradingSymbol{_camel(check_key)}"
+
+
+def _label_value(text: str) -> str:
+    """``text`` as a label_replace replacement: a PromQL string in which ``$`` is literal."""
+    return json.dumps(text.replace("$", "$$"))
+
+
+def market_data_rules(liveness, symbols: Sequence[str], for_: str = DEFAULT_FOR) -> List[Rule]:
+    """Per-symbol rules for every symbol check with a threshold > 0, in precedence order, and the missing-symbol
+    rule over the configured ``symbols`` (none when liveness is disabled)."""
+    if not liveness.enabled:
+        return []
+    for_seconds = parse_duration(for_)
+    symbol, update = symbol_label(), market_data_update_label()
+    on = ", ".join((*INSTANCE_LABELS, symbol))
+    where = "{{ $labels.job }}/{{ $labels.instance }}"
+    who = f"{{{{ $labels.{symbol} }}}}"
+    checks = []
+    for check in SYMBOL_CHECKS:
+        field_name = SYMBOL_THRESHOLD_FIELDS[check.key]
+        threshold = getattr(liveness, field_name)
+        if threshold is not None and threshold > 0:
+            checks.append((check, field_name, threshold))
+    rules: List[Rule] = []
+    before: List[Tuple[str, str]] = []  # (alert, stale condition) of the enabled checks that take precedence
+    for check, field_name, threshold in checks:
+        series = selector(semconv.METRIC_MARKET_DATA_LAST_UPDATE, **{update: semconv.SYMBOL_CHECK_UPDATES[check.key]})
+        condition = f"time() - {series} > {_number(threshold)}"
+        limit = f"{_number(threshold)} s ({format_duration(threshold)})"
+        precedence = "".join(f" It gives way to {alert} once that holds for the symbol." for alert, _ in before)
+        rules.append(
+            Rule(
+                alert=symbol_check_alert(check.key),
+                expr="\n".join([condition, *(f"unless on ({on})\n{earlier}" for _, earlier in before)]),
+                for_=for_,
+                severity=SEVERITY_WARNING,
+                summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({check.label} for over {format_duration(threshold)}) on {where}",
+                description=(
+                    f"{who}: {check.since} was {{{{ $value | humanizeDuration }}}} ago, above "
+                    f"diagnostics.liveness.{field_name} = {limit}; the in-process block reports "
+                    f"liveness.symbol_checks {who}: {check.key}.{precedence}"
+                ),
+            )
+        )
+        before.append((symbol_check_alert(check.key), condition))
+    if checks and symbols:
+        rules.append(_symbol_missing_rule(*checks[0], symbols, for_seconds))  # the block's check of a never-seen one
+    return rules
+
+
+def _symbol_missing_rule(check, field_name: str, threshold: float, symbols: Sequence[str], for_seconds: float) -> Rule:
+    """A configured symbol without a bar series while its executor reports other series: one ``label_replace`` of
+    the executor's ``group by (job, instance)`` per configured symbol, unless that symbol's bars."""
+    symbol, by = symbol_label(), ", ".join(INSTANCE_LABELS)
+    on = ", ".join((*INSTANCE_LABELS, symbol))
+    gauge = prometheus_name(semconv.METRIC_MARKET_DATA_LAST_UPDATE)
+    bars = selector(semconv.METRIC_MARKET_DATA_LAST_UPDATE, **{market_data_update_label(): semconv.MARKET_DATA_BAR})
+    reporting = f"group by ({by}) ({prometheus_name(semconv.METRIC_LAST_EVENT_TIME)} or {gauge})"
+    configured = "\n  or ".join(
+        f'label_replace({reporting}, "{symbol}", {_label_value(name)}, "", "")' for name in symbols)
+    wait = format_duration(max(float(threshold), for_seconds))
+    who, where = f"{{{{ $labels.{symbol} }}}}", "{{ $labels.job }}/{{ $labels.instance }}"
+    return Rule(
+        alert=ALERT_SYMBOL_MISSING,
+        expr=f"(\n  {configured}\n)\nunless on ({on}) {bars}",
+        for_=wait,
+        severity=SEVERITY_WARNING,
+        summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({SYMBOL_CHECKS[0].label} ever) on {where}",
+        description=(
+            f"{who} is in strategy.symbols, but {bars} has not been reported for it for {wait} "
+            f"(diagnostics.liveness.{field_name} = {_number(threshold)} s ({format_duration(threshold)})); "
+            f"the in-process block lists it in liveness.missing_symbols and reports it as {check.key}."
+        ),
+    )
+
+
 def exit_pipeline_rules(for_: str = DEFAULT_FOR) -> List[Rule]:
     """Ledger/registry mismatch, coverage < 1 while positions are open, underwater without TP/SL."""
     parse_duration(for_)
@@ -248,6 +360,9 @@ def build_rules(cfg, for_: str = DEFAULT_FOR) -> List[Tuple[str, List[Rule]]]:
     live = liveness_rules(diagnostics.liveness, for_)
     if live:
         groups.append((GROUP_LIVENESS, live))
+    market = market_data_rules(diagnostics.liveness, cfg.strategy.symbols, for_)
+    if market:
+        groups.append((GROUP_MARKET_DATA, market))
     if diagnostics.exit_pipeline.enabled:
         groups.append((GROUP_EXIT_PIPELINE, exit_pipeline_rules(for_)))
     return groups

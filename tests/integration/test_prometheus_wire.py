@@ -3,15 +3,24 @@
 The executor serves its metrics on 127.0.0.1 (``telemetry.prometheus_port``); Prometheus
 (Debian's package) runs on loopback with a 1 s scrape and evaluation interval and the rules
 ``otel-diag rules`` derives from a small-threshold config. The router_stall scenario at
-realtime pace must page for the router and not for the signals, which keep flowing.
+realtime pace must page for the router and not for the signals, which keep flowing. The
+per-symbol scenarios (symbol_freeze, symbol_stale_price), with small per-symbol thresholds and
+global ones that never fire, must page for the faulted symbol's failed check only — no other
+symbol, no other check, no idle engine — and the in-process block, published at shutdown, must
+name the same symbol and check.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 
+from execution.config import LIVENESS_THRESHOLD_FIELDS, SYMBOL_THRESHOLD_FIELDS, load_config
+from execution.diagnostics_document import SYMBOL_CHECK_KEYS, idle_keys
+from execution.scenarios import Scenario
+from otel_diag import semconv
+from otel_diag.cli.rules import ALERT_SYMBOL_MISSING, symbol_check_alert
 from tests.fixtures.env import LOOPBACK, free_port
 from tests.fixtures.polling import keep_polling, wait_until
 from tests.fixtures.prometheus import active, generate_rules, realtime_executor, require_binary, small_threshold_config
@@ -32,6 +41,13 @@ CYCLES = 300  # 60 s at most; the test stops the executor as soon as it has seen
 ALERT_TIMEOUT_S = 60
 OBSERVE_AFTER_FIRING_S = 3  # keep watching a few more evaluations for a wrongly firing signal alert
 ROUTER_ALERT, SIGNAL_ALERT = "TradingIdleRouter", "TradingIdleSignals"
+
+# Per-symbol faults: symbol thresholds a few scrape intervals long (a healthy symbol's bar is at most ~1.2 s old
+# when a rule reads it: a 1 s scrape of a 0.2 s bar clock); the engine-wide ones never fire within the test.
+SYMBOL_THRESHOLDS = {"max_symbol_data_age_seconds": 3, "max_symbol_price_frozen_seconds": 4}
+QUIET_THRESHOLDS = {**{field: 600 for field in LIVENESS_THRESHOLD_FIELDS.values()},
+                    "max_idle_exits_seconds": None}  # exit triggers are rare: not even missing within the test
+SYMBOL_FAULT_AT = 10  # the symbol's fault starts at bar 10, 2 s in
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +116,83 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
     liveness = json.loads((tmp_path / "state" / "diagnostics.json").read_text())["runtime_diagnostics"]["liveness"]
     assert liveness["idle_router"] is True
     assert liveness["idle_signals"] is False
+
+
+@pytest.mark.parametrize(
+    "scenario, fault_symbol_index, check",
+    [("symbol_freeze", None, "no_bars"), ("symbol_stale_price", -1, "price_frozen")],
+    ids=["symbol_freeze-default-symbol", "symbol_stale_price-last-symbol"],
+)
+def test_prometheus_when_one_symbol_faulted_then_its_check_fires_for_it_alone_and_block_agrees(
+        tmp_path, prometheus, scenario: str, fault_symbol_index: Optional[int], check: str):
+    exporter_port = free_port()
+    config = small_threshold_config(tmp_path, exporter_port, {**QUIET_THRESHOLDS, **SYMBOL_THRESHOLDS})
+    symbols = load_config(str(config)).strategy.symbols
+    chosen = None if fault_symbol_index is None else symbols[fault_symbol_index]
+    faulted = Scenario(scenario, SYMBOL_FAULT_AT, chosen).fault_symbol(symbols)
+    rules = generate_rules(config, tmp_path / "liveness_rules.yml")
+    symbol_alerts = [symbol_check_alert(key) for key in SYMBOL_CHECK_KEYS] + [ALERT_SYMBOL_MISSING]
+    expected_alert, limit = symbol_check_alert(check), SYMBOL_THRESHOLDS[SYMBOL_THRESHOLD_FIELDS[check]]
+    assert set(symbol_alerts) <= set(rules), f"the generated rules lack the per-symbol alerts: {sorted(rules)}"
+
+    target = f"{LOOPBACK}:{exporter_port}"
+    prom = PrometheusServer(tmp_path / "prometheus", targets=[target], rule_files=[tmp_path / "liveness_rules.yml"],
+                            scrape_interval="1s", evaluation_interval="1s", binary=prometheus)
+    executor = None
+    executor_log = tmp_path / "executor.log"
+    seen: Dict[Tuple[str, Optional[str]], Set[str]] = {}  # (alertname, trading_symbol) -> states it was ever in
+    try:
+        prom.start()
+        executor = realtime_executor(config, tmp_path / "state", executor_log, scenario=scenario,
+                                     fault_at=SYMBOL_FAULT_AT, bar_interval=BAR_INTERVAL, cycles=CYCLES,
+                                     fault_symbol=chosen)
+
+        def observe() -> List[Dict[str, Any]]:
+            if executor.poll() is not None:
+                pytest.fail(f"the executor ended early ({executor.returncode}):\n{executor_log.read_text()}")
+            alerts = prom.alerts()
+            for a in alerts:
+                seen.setdefault((a["labels"]["alertname"], a["labels"].get("trading_symbol")), set()).add(a["state"])
+            return alerts
+
+        up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
+        assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
+
+        firing = wait_until(lambda: active(observe(), expected_alert, "firing"), ALERT_TIMEOUT_S, 0.5)
+        assert firing, (f"{expected_alert} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
+                        f"{prom.query('time() - trading_market_data_last_update_time_seconds')}")
+        final = keep_polling(observe, OBSERVE_AFTER_FIRING_S, 0.5)
+
+        update = semconv.SYMBOL_CHECK_UPDATES[check]
+        ages = {r["metric"]["trading_symbol"]: float(r["value"][1]) for r in prom.query(
+            f'time() - trading_market_data_last_update_time_seconds'
+            f'{{instance="{target}", trading_market_data_update="{update}"}}')}
+    finally:
+        code = stop_process(executor)
+        prom.stop()
+    assert code == 0, f"SIGTERM must end the executor cleanly:\n{executor_log.read_text()}"
+
+    # The backend: the faulted symbol's check fires, naming it, and nothing else about market data or liveness.
+    assert [a["labels"]["trading_symbol"] for a in firing] == [faulted]
+    alert = firing[0]
+    assert alert["labels"]["trading_market_data_update"] == update
+    assert alert["labels"]["instance"] == target and alert["labels"]["job"] == "executor"
+    assert float(alert["value"]) > limit
+    # Any other symbol's alert, or the faulted symbol's other check, in any state; a missing symbol only if it
+    # fired: a scrape may catch the first cycle's events before the cycle has stamped its bars (pending, 1 s).
+    wrong = {key: states for key, states in seen.items()
+             if key[0] in symbol_alerts and key != (expected_alert, faulted)
+             and (key[0] != ALERT_SYMBOL_MISSING or "firing" in states)}
+    assert not wrong, f"stale-symbol alerts other than {expected_alert} for {faulted}: {wrong}"
+    assert not active(final, ALERT_SYMBOL_MISSING), "every configured symbol had bars, yet one is missing"
+    idle = {key: states for key, states in seen.items() if key[0].startswith("TradingIdle")}
+    assert not idle, f"the engine kept working, yet an idle alert was raised: {idle}"
+    assert set(ages) == set(symbols)
+    assert ages[faulted] > limit and all(age < limit for symbol, age in ages.items() if symbol != faulted), ages
+
+    # The in-process block, published at shutdown, names the same symbol and check.
+    liveness = json.loads((tmp_path / "state" / "diagnostics.json").read_text())["runtime_diagnostics"]["liveness"]
+    assert liveness["stale_symbols"] == [faulted]
+    assert liveness["symbol_checks"] == {faulted: check}
+    assert liveness["missing_symbols"] == []
+    assert idle_keys(liveness) == []

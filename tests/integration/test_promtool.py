@@ -55,8 +55,11 @@ def test_promtool_test_rules_when_unit_tests_then_all_pass(promtool):
         {"liveness": {"enabled": False}},
         {"liveness": {"max_idle_router_events_seconds": None, "max_idle_exits_seconds": 0, "max_idle_exit_scans_seconds": 7.5}},
         {"enabled": False},
+        {"liveness": {"max_symbol_data_age_seconds": None, "max_symbol_price_frozen_seconds": 0.5}},
+        {"liveness": {"max_symbol_data_age_seconds": 2.5, "max_symbol_price_frozen_seconds": None}},
     ],
-    ids=["liveness-disabled", "null-zero-and-fractional-thresholds", "diagnostics-disabled"],
+    ids=["liveness-disabled", "null-zero-and-fractional-thresholds", "diagnostics-disabled",
+         "symbol-no-bars-null-fractional-price-frozen", "symbol-fractional-no-bars-price-frozen-null"],
 )
 def test_promtool_check_rules_when_other_configs_then_generated_rules_valid(promtool, tmp_path, diagnostics):
     config = tmp_path / "config.json"

@@ -13,6 +13,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
+from execution.config import load_config
+from execution.diagnostics_document import SYMBOL_CHECK_KEYS
 from otel_diag import semconv
 from otel_diag.cli import rules
 from otel_diag.instruments import StateCell, register_instruments
@@ -27,11 +29,14 @@ LIVENESS_ALERTS = {
     "exit_scans": ("TradingIdleExitScans", "TradingExitScansMissing"),
 }
 EXIT_ALERTS = ["TradingTpSlMismatch", "TradingTpSlCoverageLow", "TradingUnderwaterUnprotected"]
+SYMBOL_ALERTS = {"no_bars": "TradingSymbolNoBars", "price_frozen": "TradingSymbolPriceFrozen"}
+MARKET_DATA_ALERTS = [*SYMBOL_ALERTS.values(), "TradingSymbolMissing"]
+GAUGE = "trading_market_data_last_update_time_seconds"
 
 
-def _write_config(tmp_path, diagnostics: dict) -> str:
+def _write_config(tmp_path, diagnostics: dict, **sections: dict) -> str:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"diagnostics": diagnostics}), encoding="utf-8")
+    path.write_text(json.dumps({"diagnostics": diagnostics, **sections}), encoding="utf-8")
     return str(path)
 
 
@@ -54,9 +59,12 @@ def test_rules_when_default_config_then_idle_and_missing_per_key_plus_exit_rules
 
     assert code == 0 and err == ""
     alerts = _alerts(out)
-    expected = [name for pair in LIVENESS_ALERTS.values() for name in pair] + EXIT_ALERTS
+    expected = [name for pair in LIVENESS_ALERTS.values() for name in pair] + MARKET_DATA_ALERTS + EXIT_ALERTS
     assert sorted(alerts) == sorted(expected)
-    assert [g["name"] for g in yaml.safe_load(out)["groups"]] == [rules.GROUP_LIVENESS, rules.GROUP_EXIT_PIPELINE]
+    assert [g["name"] for g in yaml.safe_load(out)["groups"]] == [
+        rules.GROUP_LIVENESS, rules.GROUP_MARKET_DATA, rules.GROUP_EXIT_PIPELINE]
+    market = next(g for g in yaml.safe_load(out)["groups"] if g["name"] == rules.GROUP_MARKET_DATA)
+    assert [r["alert"] for r in market["rules"]] == MARKET_DATA_ALERTS
 
 
 def test_idle_rule_when_threshold_set_then_expression_uses_threshold_and_for(capsys):
@@ -145,6 +153,140 @@ def test_rules_when_for_given_then_idle_and_exit_rules_use_it(tmp_path, capsys):
     assert alerts["TradingExitScansMissing"]["for"] == "2m"  # max(threshold, --for)
 
 
+# -- per-symbol market data -------------------------------------------------------------
+def test_symbol_rules_when_default_config_then_no_bars_and_price_frozen_per_threshold(capsys):
+    _, out, _ = _run(["--config", CONFIG], capsys)
+    alerts = _alerts(out)
+
+    no_bars, frozen = alerts["TradingSymbolNoBars"], alerts["TradingSymbolPriceFrozen"]
+
+    assert no_bars["expr"] == f'time() - {GAUGE}{{trading_market_data_update="bar"}} > 180'
+    assert frozen["expr"] == (
+        f'time() - {GAUGE}{{trading_market_data_update="price_change"}} > 600\n'
+        "unless on (job, instance, trading_symbol)\n"
+        f'time() - {GAUGE}{{trading_market_data_update="bar"}} > 180'
+    )
+    assert no_bars["for"] == frozen["for"] == "1m"
+    assert no_bars["labels"] == frozen["labels"] == {"severity": "warning"}
+    assert "{{ $labels.trading_symbol }} (no bars for over 3m)" in no_bars["annotations"]["summary"]
+    assert "max_symbol_data_age_seconds = 180 s (3m)" in no_bars["annotations"]["description"]
+    assert "{{ $labels.trading_symbol }} (price frozen for over 10m)" in frozen["annotations"]["summary"]
+    assert "max_symbol_price_frozen_seconds = 600 s (10m)" in frozen["annotations"]["description"]
+    assert "{{ $value | humanizeDuration }}" in frozen["annotations"]["description"]
+
+
+def test_symbol_missing_rule_when_symbols_configured_then_one_label_replace_each_unless_their_bars(tmp_path, capsys):
+    config = _write_config(tmp_path, {}, strategy={"symbols": ["SOLUSDT", "BTCUSDT"]})
+
+    _, out, _ = _run(["--config", config], capsys)
+    missing = _alerts(out)["TradingSymbolMissing"]
+
+    reporting = f"group by (job, instance) (trading_last_event_time_seconds or {GAUGE})"
+    assert missing["expr"] == (
+        "(\n"
+        f'  label_replace({reporting}, "trading_symbol", "SOLUSDT", "", "")\n'
+        f'  or label_replace({reporting}, "trading_symbol", "BTCUSDT", "", "")\n'
+        ")\n"
+        f'unless on (job, instance, trading_symbol) {GAUGE}{{trading_market_data_update="bar"}}'
+    )
+    assert missing["for"] == "3m"  # max(max_symbol_data_age_seconds, --for)
+    assert "liveness.missing_symbols" in missing["annotations"]["description"]
+    assert "(no bars ever)" in missing["annotations"]["summary"]
+
+
+def test_symbol_missing_rule_when_symbol_has_dollar_then_replacement_keeps_it_literal(tmp_path, capsys):
+    config = _write_config(tmp_path, {}, strategy={"symbols": ["BTC$1"]})
+
+    _, out, _ = _run(["--config", config], capsys)
+
+    assert '"trading_symbol", "BTC$$1", "", "")' in _alerts(out)["TradingSymbolMissing"]["expr"]  # $$ is one $
+
+
+def test_symbol_rules_when_threshold_null_or_zero_then_that_check_has_no_rule(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"max_symbol_data_age_seconds": None,
+                                                   "max_symbol_price_frozen_seconds": 0}})
+
+    _, out, _ = _run(["--config", config], capsys)
+
+    assert not set(MARKET_DATA_ALERTS) & set(_alerts(out))
+    assert rules.GROUP_MARKET_DATA not in [g["name"] for g in yaml.safe_load(out)["groups"]]
+    assert set(LIVENESS_ALERTS["signals"]) <= set(_alerts(out))
+
+
+def test_symbol_rules_when_no_bars_disabled_then_price_frozen_alone_and_missing_waits_its_threshold(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"max_symbol_data_age_seconds": 0,
+                                                   "max_symbol_price_frozen_seconds": 300}})
+
+    _, out, _ = _run(["--config", config], capsys)
+    alerts = _alerts(out)
+
+    assert "TradingSymbolNoBars" not in alerts
+    assert alerts["TradingSymbolPriceFrozen"]["expr"] == (
+        f'time() - {GAUGE}{{trading_market_data_update="price_change"}} > 300')  # nothing takes precedence
+    missing = alerts["TradingSymbolMissing"]
+    assert missing["for"] == "5m"
+    assert "max_symbol_price_frozen_seconds = 300 s (5m)" in missing["annotations"]["description"]
+    assert "reports it as price_frozen" in missing["annotations"]["description"]
+
+
+def test_symbol_rules_when_price_frozen_disabled_then_no_bars_and_missing_remain(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"max_symbol_price_frozen_seconds": None}})
+
+    _, out, _ = _run(["--config", config], capsys)
+    alerts = _alerts(out)
+
+    assert "TradingSymbolPriceFrozen" not in alerts
+    assert {"TradingSymbolNoBars", "TradingSymbolMissing"} <= set(alerts)
+
+
+def test_symbol_rules_when_fractional_thresholds_then_exact_numbers_and_durations(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"max_symbol_data_age_seconds": 2.5,
+                                                   "max_symbol_price_frozen_seconds": 3.75}})
+
+    _, out, _ = _run(["--config", config, "--for", "0s"], capsys)
+    alerts = _alerts(out)
+
+    assert alerts["TradingSymbolNoBars"]["expr"].endswith('"bar"} > 2.5')
+    assert alerts["TradingSymbolPriceFrozen"]["expr"].startswith(
+        f'time() - {GAUGE}{{trading_market_data_update="price_change"}} > 3.75\n')
+    assert "2.5 s (2500ms)" in alerts["TradingSymbolNoBars"]["annotations"]["description"]
+    assert alerts["TradingSymbolMissing"]["for"] == "2500ms"  # max(2.5 s, --for 0s)
+    assert alerts["TradingSymbolNoBars"]["for"] == "0s"
+
+
+def test_symbol_rules_when_for_longer_than_threshold_then_missing_waits_for(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"max_symbol_data_age_seconds": 30}})
+
+    _, out, _ = _run(["--config", config, "--for", "2m"], capsys)
+
+    assert _alerts(out)["TradingSymbolMissing"]["for"] == "2m"
+
+
+def test_symbol_rules_when_liveness_disabled_then_none_even_with_symbol_thresholds(tmp_path, capsys):
+    config = _write_config(tmp_path, {"liveness": {"enabled": False, "max_symbol_data_age_seconds": 60}})
+
+    _, out, _ = _run(["--config", config], capsys)
+
+    assert not set(MARKET_DATA_ALERTS) & set(_alerts(out))
+
+
+def test_market_data_rules_when_built_then_alert_per_check_in_precedence_order():
+    liveness = load_config(CONFIG).diagnostics.liveness
+
+    built = rules.market_data_rules(liveness, ["BTCUSDT"])
+
+    assert [r.alert for r in built] == [rules.symbol_check_alert(k) for k in SYMBOL_CHECK_KEYS] + [rules.ALERT_SYMBOL_MISSING]
+    assert [rules.symbol_check_alert(k) for k in SYMBOL_CHECK_KEYS] == [SYMBOL_ALERTS[k] for k in SYMBOL_CHECK_KEYS]
+
+
+def test_market_data_rules_when_no_symbols_then_no_missing_rule():
+    liveness = load_config(CONFIG).diagnostics.liveness
+
+    built = rules.market_data_rules(liveness, [])
+
+    assert rules.ALERT_SYMBOL_MISSING not in [r.alert for r in built] and len(built) == len(SYMBOL_CHECK_KEYS)
+
+
 def test_rules_when_output_given_then_file_written_and_nothing_printed(tmp_path, capsys):
     target = tmp_path / "rules.yml"
 
@@ -199,6 +341,9 @@ def test_prometheus_name_when_semconv_metrics_then_expected_spellings():
     assert rules.prometheus_name(semconv.METRIC_TP_SL_MISSING) == "trading_tp_sl_missing"
     assert rules.prometheus_names(semconv.METRIC_TP_SL_COVERAGE) == ("trading_tp_sl_coverage", "trading_tp_sl_coverage_ratio")
     assert rules.event_label() == "trading_event"
+    assert rules.prometheus_name(semconv.METRIC_MARKET_DATA_LAST_UPDATE) == GAUGE
+    assert rules.symbol_label() == "trading_symbol"
+    assert rules.market_data_update_label() == "trading_market_data_update"
 
 
 @pytest.fixture
@@ -262,3 +407,13 @@ def test_real_exporter_when_resource_set_then_target_info_carries_it(exposition)
     # Counts of current things are UpDownCounters: a gauge to Prometheus, under the same name as before.
     assert "# TYPE trading_positions_open gauge" in exposition and "trading_positions_open{" in exposition
     assert f'otel_scope_schema_url="{semconv.SCHEMA_URL}"' in exposition
+
+
+def test_real_exporter_when_prices_stamped_then_gauge_labels_are_those_the_symbol_rules_select(exposition):
+    gauge = rules.prometheus_name(semconv.METRIC_MARKET_DATA_LAST_UPDATE)
+    points = [dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"', line)) for line in exposition.splitlines()
+              if line.startswith(gauge + "{")]
+
+    assert sorted((p[rules.symbol_label()], p[rules.market_data_update_label()]) for p in points) == [
+        ("BTCUSDT", semconv.MARKET_DATA_BAR), ("BTCUSDT", semconv.MARKET_DATA_PRICE_CHANGE)]
+    assert f"# TYPE {gauge} gauge" in exposition
