@@ -32,6 +32,7 @@ def _sane(rows):
 
 def test_calls_when_run_once_then_metrics_only_has_a_ratio_to_prometheus_and_the_rest_no_budget():
     from tests.benchmarks.bench_calls import BUDGETED, RATIO_BUDGET, run_calls
+    from tests.benchmarks.fixtures import CALLS
 
     rows = bench_run._runner("calls")(checked=False, **bench_run.QUICK["calls"])
 
@@ -42,7 +43,7 @@ def test_calls_when_run_once_then_metrics_only_has_a_ratio_to_prometheus_and_the
     assert all(r.data["wrapt_ratio"] > 0 and "wrapt.FunctionWrapper" in r.note for r in budgeted)
     for variant in ("sampler off", "recording span"):
         informational = [r for r in rows if r.key.startswith(f"calls/{variant}/")]
-        assert len(informational) == 5 and all(r.budget is None and r.unit == "ns" for r in informational)
+        assert len(informational) == len(CALLS) and all(r.budget is None and r.unit == "ns" for r in informational)
         assert all(r.baseline is not None and r.figure is not None for r in informational)
     assert all("a bare SDK span" in r.note for r in rows if r.key.startswith("calls/recording span/"))
     # with no span ever made, signal.generate is left unpatched (the signal is counted at risk.check)
