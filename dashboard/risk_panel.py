@@ -27,7 +27,6 @@ from urllib.parse import quote, urlsplit
 
 from execution.diagnostics_document import (
     LIVENESS_CHECKS,
-    MAX_STALE_SYMBOLS_SHOWN,
     STATUS_INVALID,
     STATUS_MISSING,
     STATUS_OK,
@@ -42,8 +41,10 @@ from execution.diagnostics_document import (
     idle_keys,
     parse_iso,
     run_ended,
-    stale_symbol_text,
-    stale_symbols,
+    NOT_CHECKED,
+    fresh_symbols_text,
+    more_stale_text,
+    shown_stale_symbols,
 )
 
 ICON_OK = "✅"
@@ -253,28 +254,26 @@ def _symbol_fields(live: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def market_data_rows(block: Mapping[str, Any]) -> List[MarketDataRow]:
-    """One row per stale symbol (the verdict's, the first MAX_STALE_SYMBOLS_SHOWN, then "and N more"), or one row
-    saying every symbol is fresh, or that market data is not checked."""
+    """One row per stale symbol the verdict names (then "and N more"), or one row saying every symbol is fresh, or
+    that market data is not checked."""
     raw = _section(block, "liveness")
     live = _symbol_fields(raw)
     thresholds, details = live["symbol_thresholds"], live["symbol_details"]
-    stale = stale_symbols(live)
-    limits = " / ".join(format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds)
-    if stale:
-        rows = [MarketDataRow(symbol, check, ICON_BAD, "stale", md_escape(stale_symbol_text(symbol, check, live)),
+    shown, more = shown_stale_symbols(live)
+    if shown:
+        rows = [MarketDataRow(symbol, check, ICON_BAD, "stale", md_escape(text),
                               format_age(thresholds[check]) if check in thresholds else "—",
                               None if symbol in live["missing_symbols"] else details.get(symbol, {}).get(check))
-                for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
-        if len(stale) > MAX_STALE_SYMBOLS_SHOWN:
-            rows.append(MarketDataRow(None, None, ICON_BAD, "more",
-                                      f"and {len(stale) - MAX_STALE_SYMBOLS_SHOWN} more stale symbols", "—"))
+                for symbol, check, text in shown]
+        if more:
+            rows.append(MarketDataRow(None, None, ICON_BAD, "more", more_stale_text(more), "—"))
     elif raw.get("enabled") is False:
         rows = [MarketDataRow(None, None, ICON_NONE, "disabled", "liveness checks disabled", "—")]
-    elif not limits:
-        rows = [MarketDataRow(None, None, ICON_NONE, "not_checked", "not checked (no threshold)", "—")]
+    elif fresh_symbols_text(live) == NOT_CHECKED:
+        rows = [MarketDataRow(None, None, ICON_NONE, "not_checked", NOT_CHECKED, "—")]
     else:
-        rows = [MarketDataRow(None, None, ICON_OK, "ok",
-                              f"all {len(details)} symbol{'' if len(details) == 1 else 's'} fresh", limits)]
+        limits = " / ".join(format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds)
+        rows = [MarketDataRow(None, None, ICON_OK, "ok", fresh_symbols_text(live), limits)]
     level = trust(block)
     if level == "ok":
         return rows

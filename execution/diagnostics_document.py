@@ -126,6 +126,7 @@ SYMBOL_CHECKS: Tuple[SymbolCheck, ...] = (
 )
 SYMBOL_CHECK_KEYS = tuple(c.key for c in SYMBOL_CHECKS)
 MARKET_DATA_STALE = "market data stale"  # how a verdict, the panel and an alert's summary call a stale symbol
+NOT_CHECKED = "not checked"              # ... and market data no threshold, no symbol or liveness disabled checks
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -726,6 +727,30 @@ def stale_symbol_text(symbol: str, check: str, liveness: Mapping[str, Any]) -> s
     return f"{name} ({label} for {format_age(age)})" if isinstance(age, (int, float)) else f"{name} ({label})"
 
 
+def shown_stale_symbols(liveness: Mapping[str, Any]) -> Tuple[List[Tuple[str, str, str]], int]:
+    """What a reader names of the stale symbols: (symbol, failed check, :func:`stale_symbol_text`) of the first
+    MAX_STALE_SYMBOLS_SHOWN, and how many more there are — the verdict, the probe and the panel alike."""
+    stale = list(stale_symbols(liveness).items())
+    shown = [(symbol, check, stale_symbol_text(symbol, check, liveness))
+             for symbol, check in stale[:MAX_STALE_SYMBOLS_SHOWN]]
+    return shown, len(stale) - len(shown)
+
+
+def more_stale_text(more: int) -> str:
+    return f"and {more} more stale symbol{'' if more == 1 else 's'}"
+
+
+def fresh_symbols_text(liveness: Mapping[str, Any]) -> str:
+    """The market data when no symbol is stale: ``all 8 symbols fresh``, or ``not checked`` (no threshold, no
+    symbol, or liveness disabled)."""
+    checked = liveness.get("enabled") is not False and any(
+        is_positive_number(liveness.get("symbol_thresholds", {}).get(c.key)) for c in SYMBOL_CHECKS)
+    count = len(liveness.get("symbol_details", {}))
+    if not checked or count == 0:
+        return NOT_CHECKED
+    return f"all {count} symbol{'' if count == 1 else 's'} fresh"
+
+
 def run_ended(block: Mapping[str, Any]) -> Optional[str]:
     """SERVICE_STOPPED or SERVICE_FAILED when a well-formed block, fresh or stale, says the run ended; else None."""
     if not isinstance(block, Mapping) or block.get("status") not in (STATUS_OK, STATUS_STALE):
@@ -759,11 +784,10 @@ def _figures_verdict(block: Mapping[str, Any]) -> Health:
     live, ex = rd["liveness"], rd["exit_pipeline"]
     alerts = [f"{key} idle" + (" (never seen)" if live["missing"].get(key) is True else "")
               for key in idle_keys(live)]
-    stale = stale_symbols(live)
-    if stale:
-        shown = [stale_symbol_text(symbol, check, live) for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
-        more = len(stale) - len(shown)
-        alerts.append(f"{MARKET_DATA_STALE}: " + ", ".join(shown) + (f" and {more} more" if more else ""))
+    shown, more = shown_stale_symbols(live)
+    if shown:
+        alerts.append(f"{MARKET_DATA_STALE}: " + ", ".join(text for _, _, text in shown)
+                      + (f" {more_stale_text(more)}" if more else ""))
     if ex["ledger_registry_mismatch"] or ex["tp_sl_missing_count"] > 0:
         alerts.append(f"ledger/registry mismatch ({ex['tp_sl_missing_count']} open without TP/SL)")
     elif ex["underwater_without_tp_sl_count"] > 0:

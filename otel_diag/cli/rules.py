@@ -71,6 +71,7 @@ ALERT_SYMBOL_MISSING = "TradingSymbolMissing"
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
 INSTANCE_LABELS = ("job", "instance")
+WHERE = "{{ $labels.job }}/{{ $labels.instance }}"  # an annotation's executor
 
 # Instrument kinds: counters get ``_total``; everything else in semconv is a gauge.
 COUNTERS = frozenset(name for name, _ in instruments.COUNTERS)
@@ -191,7 +192,7 @@ def liveness_rules(liveness, for_: str = DEFAULT_FOR) -> List[Rule]:
             continue
         series = selector(semconv.METRIC_LAST_EVENT_TIME, **{label: event})
         limit = f"{_number(threshold)} s ({format_duration(threshold)})"
-        where = "{{ $labels.job }}/{{ $labels.instance }}"
+        where = WHERE
         rules.append(
             Rule(
                 alert=f"TradingIdle{_camel(key)}",
@@ -244,7 +245,7 @@ def market_data_rules(liveness, symbols: Sequence[str], for_: str = DEFAULT_FOR)
     for_seconds = parse_duration(for_)
     symbol, update = symbol_label(), market_data_update_label()
     on = ", ".join((*INSTANCE_LABELS, symbol))
-    where = "{{ $labels.job }}/{{ $labels.instance }}"
+    where = WHERE
     who = f"{{{{ $labels.{symbol} }}}}"
     checks = []
     for check in SYMBOL_CHECKS:
@@ -290,7 +291,7 @@ def _symbol_missing_rule(check, field_name: str, threshold: float, symbols: Sequ
     configured = "\n  or ".join(
         f'label_replace({reporting}, "{symbol}", {_label_value(name)}, "", "")' for name in symbols)
     wait = format_duration(max(float(threshold), for_seconds))
-    who, where = f"{{{{ $labels.{symbol} }}}}", "{{ $labels.job }}/{{ $labels.instance }}"
+    who, where = f"{{{{ $labels.{symbol} }}}}", WHERE
     return Rule(
         alert=ALERT_SYMBOL_MISSING,
         expr=f"(\n  {configured}\n)\nunless on ({on}) {bars}",
@@ -309,7 +310,7 @@ def exit_pipeline_rules(for_: str = DEFAULT_FOR) -> List[Rule]:
     """Ledger/registry mismatch, coverage < 1 while positions are open, underwater without TP/SL."""
     parse_duration(for_)
     by = ", ".join(INSTANCE_LABELS)
-    where = "{{ $labels.job }}/{{ $labels.instance }}"
+    where = WHERE
     return [
         Rule(
             alert="TradingTpSlMismatch",

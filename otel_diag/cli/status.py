@@ -26,7 +26,6 @@ from execution.diagnostics_document import (
     EXIT_HEALTHY,
     LIVENESS_KEYS,
     MAX_AGE_LIMIT_SECONDS,
-    MAX_STALE_SYMBOLS_SHOWN,
     STATUS_OK,
     SYMBOL_CHECKS,
     VERDICT_ALERTING,
@@ -36,9 +35,10 @@ from execution.diagnostics_document import (
     format_age,
     health,
     idle_keys,
-    is_positive_number,
-    stale_symbol_text,
-    stale_symbols,
+    NOT_CHECKED,
+    fresh_symbols_text,
+    more_stale_text,
+    shown_stale_symbols,
 )
 from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state
 
@@ -124,24 +124,22 @@ def _liveness_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
 
 
 def _market_data_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
-    """One "market data" row per stale symbol (the first MAX_STALE_SYMBOLS_SHOWN, then "and N more"), or one
-    saying how many symbols are fresh, or "not checked"; the limit is the failed check's (else every check's)."""
+    """One "market data" row per stale symbol the verdict names (then "and N more"), or one saying all are fresh
+    or not checked; the limit is the failed check's (else every check's)."""
     from rich.markup import escape
 
     live = block["runtime_diagnostics"]["liveness"]
     thresholds = live["symbol_thresholds"]
-    stale = stale_symbols(live)
-    if not stale:
-        limits = [format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if is_positive_number(thresholds.get(c.key))]
-        if not limits or live["enabled"] is False:
-            return [(_MARKET_DATA, _NONE, "not checked", "-")]
-        fresh = len(live["symbol_details"])
-        return [(_MARKET_DATA, _OK, f"{fresh} symbol{'' if fresh == 1 else 's'} fresh", " / ".join(limits))]
-    rows = [(_MARKET_DATA, _STALE, escape(_plain(stale_symbol_text(symbol, check, live))),
-             format_age(thresholds[check]) if is_positive_number(thresholds.get(check)) else "-")
-            for symbol, check in list(stale.items())[:MAX_STALE_SYMBOLS_SHOWN]]
-    if len(stale) > MAX_STALE_SYMBOLS_SHOWN:
-        rows.append((_MARKET_DATA, _STALE, f"and {len(stale) - MAX_STALE_SYMBOLS_SHOWN} more stale symbols", ""))
+    shown, more = shown_stale_symbols(live)
+    if not shown:
+        text = fresh_symbols_text(live)
+        limits = [format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds]
+        return [(_MARKET_DATA, _OK, text, " / ".join(limits))] if text != NOT_CHECKED else \
+            [(_MARKET_DATA, _NONE, text, "-")]
+    rows = [(_MARKET_DATA, _STALE, escape(_plain(text)), format_age(thresholds[check]) if check in thresholds else "-")
+            for _, check, text in shown]
+    if more:
+        rows.append((_MARKET_DATA, _STALE, more_stale_text(more), ""))
     return rows
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboard import risk_panel as rp
+from execution import diagnostics_document as dd
 from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from execution.state_v7 import parse_runtime_diagnostics
 from tests.fixtures import diagnostics_state as fx
@@ -142,14 +143,14 @@ def test_market_data_rows_when_hundreds_stale_with_markup_names_then_capped_and_
     doc = fx.with_market_data(fx.healthy(NOW), stale={n: ("no_bars", 600.0) for n in names})
     rows = rp.market_data_rows(block_of(doc))
     assert len(rows) == MAX_STALE_SYMBOLS_SHOWN + 1
-    assert (rows[-1].state, rows[-1].text) == ("more", f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more stale symbols")
+    assert (rows[-1].state, rows[-1].text) == ("more", dd.more_stale_text(300 - MAX_STALE_SYMBOLS_SHOWN))
     assert rows[0].text == "\\*\\*b\\*\\* \\[x\\]\\(javascript\\:y\\) \\(no bars for 10m\\)"
     assert _plain(rows[1].text) == f"{fx.HOSTILE} (no bars for 10m)"
     assert not any(re.search(r"(?<!\\)[<>\[\]()*]", r.text) for r in rows)
 
 
 @pytest.mark.parametrize("change, state, text", [
-    ("no thresholds", "not_checked", "not checked (no threshold)"),
+    ("no thresholds", "not_checked", dd.NOT_CHECKED),
     ("liveness disabled", "disabled", "liveness checks disabled"),
 ])
 def test_market_data_rows_when_not_checked_then_neutral_never_green(change, state, text):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from execution import diagnostics_document as dd
 from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from otel_diag.cli import main
 from tests.fixtures import diagnostics_state as fx
@@ -172,7 +173,7 @@ def test_status_when_a_symbol_is_stale_then_exit_1_one_line_and_row_naming_symbo
     doc = fx.with_market_data(fx.healthy(time.time()), stale=stale, missing=missing)
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 1 and "ALERTING" in out
-    assert one_line(err) == f"otel-diag status: alerting: market data stale: {text}"
+    assert one_line(err) == f"otel-diag status: alerting: {dd.MARKET_DATA_STALE}: {text}"
     assert market_rows(out) == [["STALE", text, limit]]
     assert "BTCUSDT" not in out  # a fresh symbol is never listed
 
@@ -181,7 +182,7 @@ def test_status_when_every_symbol_fresh_then_exit_0_and_row_says_how_many(capsys
     doc = fx.with_market_data(fx.healthy(time.time()))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 0 and err == ""
-    assert market_rows(out) == [["OK", f"{len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m"]]
+    assert market_rows(out) == [["OK", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m"]]
     rows = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert rows.index("market") == rows.index("router") + 1  # in the liveness section, before the exit rows
 
@@ -198,7 +199,7 @@ def test_status_when_run_stopped_with_a_stale_symbol_then_last_known_never_ok(ca
     doc = fx.ended(fx.LONG_AGO, "stopped", lambda at: fx.with_market_data(fx.healthy(at),
                                                                            stale={"ETHUSDT": ("no_bars", 2400.0)}))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
-    assert code == 2 and one_line(err).endswith("last verdict alerting: market data stale: ETHUSDT (no bars for 40m)")
+    assert code == 2 and one_line(err).endswith(f"last verdict alerting: {dd.MARKET_DATA_STALE}: ETHUSDT (no bars for 40m)")
     assert market_rows(out) == [["?", "last known: ETHUSDT (no bars for 40m)", "3m"]]
 
 
@@ -210,7 +211,7 @@ def test_status_when_symbol_fields_disagree_then_read_the_unhealthy_way(capsys, 
     doc = fx.with_market_data(fx.healthy(time.time()), stale={"ETHUSDT": ("no_bars", 2400.0)})
     doc["runtime_diagnostics"]["liveness"].update(lists)
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
-    assert code == 1 and one_line(err) == f"otel-diag status: alerting: market data stale: {says}"
+    assert code == 1 and one_line(err) == f"otel-diag status: alerting: {dd.MARKET_DATA_STALE}: {says}"
     assert len(market_rows(out)) == says.count("(")
 
 
@@ -220,10 +221,10 @@ def test_status_when_hostile_symbols_by_the_hundred_then_text_bounded_and_one_li
     doc = fx.with_market_data(fx.healthy(time.time()), stale=many)
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     line = one_line(err)  # the newline in a name is not a second line
-    assert code == 1 and line.endswith(f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more")
+    assert code == 1 and line.endswith(dd.more_stale_text(300 - MAX_STALE_SYMBOLS_SHOWN))
     assert "\x1b" not in out + err and "?[2Jclear (no bars for 1h 06m)" in line
     rows = market_rows(out)
     assert len(rows) == MAX_STALE_SYMBOLS_SHOWN + 1
-    assert rows[-1] == ["STALE", f"and {300 - MAX_STALE_SYMBOLS_SHOWN} more stale symbols"]
+    assert rows[-1] == ["STALE", dd.more_stale_text(300 - MAX_STALE_SYMBOLS_SHOWN)]
     assert "[red]X[/red] (no bars for 1h 06m)" in out and "EVIL?LINE (no bars for 1h 06m)" in out  # as text
     assert len(out.splitlines()) < 40
