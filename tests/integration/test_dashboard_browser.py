@@ -14,10 +14,17 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import sync_playwright
 
+from dashboard import risk_panel as rp
+from execution.config import load_config
+from execution.diagnostics_document import SYMBOL_CHECK_KEYS, stale_symbol_text
+from execution.scenarios import Scenario
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.env import free_port
 from tests.fixtures.polling import wait_until
+from tests.fixtures.replay import published_documents
 
 pytestmark = pytest.mark.browser
 
@@ -104,26 +111,16 @@ def panel(serve_panel):
 def symbol_freeze_document(tmp_path):
     """The last document a running executor published in a symbol_freeze replay (fault at bar 20 of 60): the
     engine's own run, its shipped config, no OTel environment. Returns (document, faulted symbol, symbols)."""
-    from execution.config import load_config
-    from execution.diagnostics_document import SERVICE_RUNNING
-    from execution.executor_live import RunHooks, RunOptions, run
-    from execution.scenarios import Scenario
-    from tests.fixtures.config import SHIPPED_CONFIG
-
     scenario = Scenario("symbol_freeze", fault_at=20)
-    docs = []
-    run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(tmp_path / "replay"), cycles=60, scenario=scenario.name,
-                   fault_at=scenario.fault_at), RunHooks(on_publish=docs.append, configure_kwargs={"env": {}}))
-    running = [doc for doc in docs if doc["service"]["state"] == SERVICE_RUNNING]
-    assert running, "the replay published no document while running"
+    ticks = published_documents(tmp_path / "replay", SHIPPED_CONFIG, 60, scenario=scenario.name,
+                                fault_at=scenario.fault_at).ticks
+    assert ticks, "the replay published no document while running"
     symbols = load_config(SHIPPED_CONFIG).strategy.symbols
-    return running[-1], scenario.fault_symbol(symbols), tuple(symbols)
+    return ticks[-1], scenario.fault_symbol(symbols), tuple(symbols)
 
 
 def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(panel, tmp_path):
     screenshot = os.environ.get(SCREENSHOT_ENV) or str(tmp_path / "risk_panel.png")
-    from playwright.sync_api import sync_playwright
-
     url, state = panel
     dialogs = []
     with sync_playwright() as pw:
@@ -141,7 +138,9 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
             healthy_card, stalled_card = tables.nth(0).inner_text(), tables.nth(2).inner_text()
             assert re.search(r"✅\s+Signals\s+idle for 42s\s+10m\s+trace ↗", healthy_card), healthy_card
             assert re.search(r"🔴\s+Router\s+idle for 45m\s+30m", stalled_card), stalled_card
-            assert re.search(rf"✅\s+Market data\s+all {len(fx.MARKET_SYMBOLS)} symbols fresh\s+3m / 10m", healthy_card)
+            limits = re.escape(" / ".join(fx.symbol_limit_text(key) for key in SYMBOL_CHECK_KEYS))
+            assert re.search(rf"✅\s+{rp.MARKET_DATA_LABEL}\s+all {len(fx.MARKET_SYMBOLS)} symbols fresh\s+{limits}",
+                             healthy_card), healthy_card
             assert re.search(r"🔴\s+Exits \(TP/SL triggers\)\s+never seen \(missing\)\s+1h", stalled_card)
             assert "mismatch: 1 open without TP/SL: ETHUSDT" in tables.nth(3).inner_text()
             link = tables.nth(0).get_by_role("link").first.get_attribute("href")
@@ -165,14 +164,10 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
 
 def test_risk_panel_in_chromium_when_symbol_freeze_replay_then_only_the_faulted_symbol_stale(
         serve_panel, symbol_freeze_document):
-    from playwright.sync_api import sync_playwright
-
-    from dashboard.risk_panel import MARKET_DATA_LABEL
-    from execution.diagnostics_document import format_age, stale_symbol_text
-
     doc, frozen, symbols = symbol_freeze_document
     live = doc["runtime_diagnostics"]["liveness"]
-    assert frozen == "ETHUSDT" and live["stale_symbols"] == [frozen]  # what the replay made, before the page
+    assert live["stale_symbols"] == [frozen], live["stale_symbols"]  # what the page is given: one stale symbol
+    check = live["symbol_checks"][frozen]
     url, _ = serve_panel({"executor-f": doc})  # written just now by a running executor: live, not last known
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -188,8 +183,8 @@ def test_risk_panel_in_chromium_when_symbol_freeze_replay_then_only_the_faulted_
         finally:
             browser.close()
     assert "🔴 alerting" in heading, heading
-    stale = stale_symbol_text(frozen, "no_bars", live)  # "ETHUSDT (no bars for 40m)"
-    limit = format_age(live["symbol_thresholds"]["no_bars"])
-    assert re.search(rf"🔴\s+{MARKET_DATA_LABEL}\s+{re.escape(stale)}\s+{limit}", card), card
-    assert card.count(MARKET_DATA_LABEL) == 1 and "no bars for" in stale
+    stale = stale_symbol_text(frozen, check, live)
+    limit = re.escape(fx.symbol_limit_text(check))
+    assert re.search(rf"🔴\s+{rp.MARKET_DATA_LABEL}\s+{re.escape(stale)}\s+{limit}", card), card
+    assert card.count(rp.MARKET_DATA_LABEL) == 1, card
     assert not [s for s in symbols if s != frozen and s in card], card  # no other symbol is marked stale

@@ -1,7 +1,6 @@
 """Spec §7.6, proven: instrumentation changes nothing the engine does, and --no-instrument installs nothing."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -11,16 +10,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_diag
 from execution.executor_live import RunHooks, RunOptions, run
-from execution.config import AppConfig
+from execution.config import load_config
 from execution.scenarios import SCENARIOS, Scenario
 from otel_diag.instrumentor import ExecutionInstrumentor
 from otel_diag.default_targets import TARGETS
 from otel_diag.wrappers import is_patch
+from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.env import clean_env
 
 CYCLES = 80
 FAULT_AT = 40
-FAULTED = Scenario("symbol_freeze").fault_symbol(AppConfig().strategy.symbols)  # the per-symbol faults' symbol
+FAULTED = Scenario("symbol_freeze").fault_symbol(load_config(SHIPPED_CONFIG).strategy.symbols)  # the runs' one
 
 # what each scenario's fault visibly does within CYCLES bars (so no comparison below is vacuous)
 def _after_fault(cycles):
@@ -40,9 +40,9 @@ FAULT_SHOWS = {
 }
 
 
-def replay(repo_root, state_dir, scenario: str, *, instrument: bool, hooks: RunHooks = None):
-    opts = RunOptions(config_path=os.path.join(repo_root, "config", "strategy_config.json"), state_dir=str(state_dir),
-                      cycles=CYCLES, seed=11, scenario=scenario, fault_at=FAULT_AT, instrument=instrument)
+def replay(state_dir, scenario: str, *, instrument: bool, hooks: RunHooks = None):
+    opts = RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(state_dir), cycles=CYCLES,
+                      seed=11, scenario=scenario, fault_at=FAULT_AT, instrument=instrument)
     summary = run(opts, hooks or RunHooks(configure_kwargs={"env": {}}))
     files = {name: (state_dir / name).read_bytes() for name in ("journal.jsonl", "positions.json")}
     return summary, files
@@ -50,14 +50,14 @@ def replay(repo_root, state_dir, scenario: str, *, instrument: bool, hooks: RunH
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_replay_when_instrumented_and_traced_then_journal_is_byte_identical_to_no_instrument(
-        tmp_path, repo_root, scenario):
+        tmp_path, scenario):
     exporter = InMemorySpanExporter()
     traced_hooks = RunHooks(span_processors=[SimpleSpanProcessor(exporter)], configure_kwargs={"env": {}})
 
     cycles = []
 
-    traced, traced_files = replay(repo_root, tmp_path / "traced", scenario, instrument=True, hooks=traced_hooks)
-    plain, plain_files = replay(repo_root, tmp_path / "plain", scenario, instrument=False,
+    traced, traced_files = replay(tmp_path / "traced", scenario, instrument=True, hooks=traced_hooks)
+    plain, plain_files = replay(tmp_path / "plain", scenario, instrument=False,
                                 hooks=RunHooks(on_cycle=cycles.append))
 
     assert FAULT_SHOWS[scenario](plain.stats, cycles), f"{scenario}: the fault did not show within {CYCLES} bars"
@@ -69,7 +69,7 @@ def test_replay_when_instrumented_and_traced_then_journal_is_byte_identical_to_n
     assert (traced.realized_pnl, traced.fills, traced.rejects) == (plain.realized_pnl, plain.fills, plain.rejects)
 
 
-def test_replay_when_no_instrument_then_no_wrapper_is_installed_during_the_run(tmp_path, repo_root):
+def test_replay_when_no_instrument_then_no_wrapper_is_installed_during_the_run(tmp_path):
     seen = []
 
     def on_cycle(result) -> None:
@@ -81,7 +81,7 @@ def test_replay_when_no_instrument_then_no_wrapper_is_installed_during_the_run(t
             wrapped.append(is_patch(owner.__dict__[target.name.split(".")[-1]]))
         seen.append((ExecutionInstrumentor.patched(), otel_diag.current(), any(wrapped)))
 
-    replay(repo_root, tmp_path, "healthy", instrument=False, hooks=RunHooks(on_cycle=on_cycle))
+    replay(tmp_path, "healthy", instrument=False, hooks=RunHooks(on_cycle=on_cycle))
 
     assert len(seen) == CYCLES
     assert set(map(repr, seen)) == {repr(([], None, False))}

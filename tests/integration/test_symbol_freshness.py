@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, List, NamedTuple, Tuple
+from typing import Callable, Dict, List, NamedTuple
 
 import pytest
 
-import otel_diag
 from execution.config import load_config
 from execution.diagnostics_document import (
     DIAGNOSTICS_FILE,
@@ -23,7 +22,6 @@ from execution.diagnostics_document import (
     EXIT_HEALTHY,
     JOURNAL_FILE,
     LIVENESS_CHECKS,
-    SERVICE_RUNNING,
     SYMBOL_CHECKS,
     SymbolCheck,
     idle_keys,
@@ -31,11 +29,11 @@ from execution.diagnostics_document import (
     stale_symbol_text,
     stale_symbols,
 )
-from execution.engine import CycleResult
-from execution.executor_live import EXIT_BAD_INPUT, RunHooks, RunOptions, RunSummary, run
+from execution.executor_live import EXIT_BAD_INPUT, RunSummary
 from execution.scenarios import Scenario
 from tests.fixtures.cli import one_line, run_module, run_status
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.replay import Cycle, published_documents
 
 CFG = load_config(SHIPPED_CONFIG)
 SYMBOLS = CFG.strategy.symbols
@@ -46,8 +44,6 @@ CYCLES = 240
 FAULT_AT = 100
 HEALTHY_CYCLES = 480
 HEALTHY_SEEDS = range(1, 11)
-
-Cycle = Tuple[CycleResult, float]  # a cycle's result and the engine clock during it
 
 
 def last_bar(cycles: List[Cycle], symbol: str) -> Cycle:
@@ -102,28 +98,11 @@ def engine_time(doc: dict) -> float:
 
 
 def replay(state_dir, scenario: str, cycles: int, seed: int = 7, write_every_tick: bool = False) -> ReplayRun:
-    """The executor on the shipped config: what each tick published (and, with ``write_every_tick``, the file it
-    wrote then; otherwise the replay's own write cadence, and no file kept), and every cycle with its engine time."""
-    seen: List[Cycle] = []
-    docs: List[dict] = []
-    files: List[bytes] = []
-
-    def on_publish(doc: dict) -> None:
-        docs.append(doc)
-        if write_every_tick:
-            files.append((state_dir / DIAGNOSTICS_FILE).read_bytes())
-
-    summary = run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(state_dir), cycles=cycles, seed=seed,
-                             scenario=scenario, fault_at=FAULT_AT,
-                             replay_min_write_seconds=0 if write_every_tick else None),
-                  RunHooks(on_publish=on_publish, on_cycle=lambda r: seen.append((r, otel_diag.current().clock()))))
-    running = [i for i, doc in enumerate(docs) if doc["service"]["state"] == SERVICE_RUNNING]
-    assert len(running) == summary.publish_ticks, "every tick's document went to on_publish"
-    if write_every_tick:
-        assert summary.publishes == summary.publish_ticks + 1, "a file written at every tick, and the final one"
+    """The executor on the shipped config (:func:`published_documents`), with the symbol its fault hits."""
+    done = published_documents(state_dir, SHIPPED_CONFIG, cycles, write_every_tick=write_every_tick, seed=seed,
+                               scenario=scenario, fault_at=FAULT_AT)
     symbol = Scenario(scenario, FAULT_AT).fault_symbol(SYMBOLS)
-    return ReplayRun(scenario, symbol, summary, seen, [docs[i] for i in running], [files[i] for i in running]
-                      if write_every_tick else [])
+    return ReplayRun(scenario, symbol, done.summary, done.cycles, done.ticks, done.files)
 
 
 @pytest.fixture(scope="module", params=sorted(FAULTS))
@@ -209,8 +188,8 @@ def test_healthy_replay_when_seeded_then_no_stale_or_missing_symbol_after_warm_u
 
 # -- 6. --fault-symbol on the command line -------------------------------------------------------------------
 def test_cli_when_fault_symbol_given_then_the_final_document_names_only_that_symbol(tmp_path):
-    chosen = "SOLUSDT"
-    assert chosen in SYMBOLS and chosen != Scenario("symbol_freeze").fault_symbol(SYMBOLS), "not the default one"
+    default = Scenario("symbol_freeze").fault_symbol(SYMBOLS)
+    chosen = next(symbol for symbol in SYMBOLS if symbol != default)
 
     done = run_module("execution", "--scenario", "symbol_freeze", "--fault-symbol", chosen, "--fault-at", "20",
                       "--cycles", "60", "--state-dir", tmp_path)

@@ -22,6 +22,8 @@ NOW = 1_767_600_000.0
 APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "dashboard", "app.py")
 JAEGER = "http://127.0.0.1:16686"
 
+NO_BARS_LIMIT, FROZEN_LIMIT = (fx.symbol_limit_text(c.key) for c in dd.SYMBOL_CHECKS)  # as printed: "3m", "10m"
+
 
 def block_of(doc, now=NOW, **kw):
     return parse_runtime_diagnostics(doc, now=now, **kw)
@@ -111,7 +113,7 @@ def test_resolve_jaeger_when_env_and_file_set_then_operator_wins_and_bad_file_ig
 def test_market_data_rows_when_every_symbol_fresh_then_one_green_row_counting_them():
     rows = rp.market_data_rows(block_of(fx.with_market_data(fx.healthy(NOW))))
     assert [(r.icon, r.state, r.text, r.threshold, r.symbol) for r in rows] == [
-        ("✅", "ok", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m", None)]
+        ("✅", "ok", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", f"{NO_BARS_LIMIT} / {FROZEN_LIMIT}", None)]
 
 
 def test_market_data_rows_when_symbols_stale_then_one_red_row_each_with_check_age_and_limit():
@@ -119,9 +121,9 @@ def test_market_data_rows_when_symbols_stale_then_one_red_row_each_with_check_ag
                               missing=["XRPUSDT"])
     rows = rp.market_data_rows(block_of(doc))
     assert [(r.symbol, r.check, r.age, r.threshold, r.icon, r.state) for r in rows] == [
-        ("ETHUSDT", "no_bars", 240.0, "3m", "🔴", "stale"),
-        ("SOLUSDT", "price_frozen", 720.0, "10m", "🔴", "stale"),
-        ("XRPUSDT", "no_bars", None, "3m", "🔴", "stale")]
+        ("ETHUSDT", "no_bars", 240.0, NO_BARS_LIMIT, "🔴", "stale"),
+        ("SOLUSDT", "price_frozen", 720.0, FROZEN_LIMIT, "🔴", "stale"),
+        ("XRPUSDT", "no_bars", None, NO_BARS_LIMIT, "🔴", "stale")]
     assert [_plain(r.text) for r in rows] == ["ETHUSDT (no bars for 4m)", "SOLUSDT (price frozen for 12m)",
                                               "XRPUSDT (no bars ever)"]
 
@@ -361,7 +363,7 @@ def test_page_when_a_symbol_is_stale_then_red_market_data_row_in_liveness_card(p
     liveness = _tables(at)[0]
     market = liveness[liveness["Check"] == "Market data"]
     assert [tuple(r) for r in market.itertuples(index=False)] == [("🔴", "Market data", "ETHUSDT \\(no bars for 4m\\)",
-                                                                   "3m")]
+                                                                   NO_BARS_LIMIT)]
     assert set(liveness[liveness["Check"] != "Market data"][""]) == {"✅"}
     assert "🔴 alerting" in at.subheader[0].value
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -23,7 +24,8 @@ from tests.fixtures import diagnostics_state as fx
 NOW = 1_767_600_000.0
 AT = datetime.fromtimestamp(NOW, timezone.utc)
 BAR, CHANGE = semconv.MARKET_DATA_BAR, semconv.MARKET_DATA_PRICE_CHANGE
-CFG = LivenessConfig(max_symbol_data_age_seconds=180, max_symbol_price_frozen_seconds=600)
+AGE_LIMIT, FROZEN_LIMIT = 120.0, 300.0  # not the defaults: a config that ignored them would fail below
+CFG = LivenessConfig(max_symbol_data_age_seconds=AGE_LIMIT, max_symbol_price_frozen_seconds=FROZEN_LIMIT)
 
 
 def evaluate(market, symbols=(), cfg=CFG) -> dd.LivenessAlerts:
@@ -50,24 +52,24 @@ def test_evaluate_when_every_symbol_fresh_then_ages_reported_and_nothing_stale()
     assert alerts.stale_symbols == [] and alerts.symbol_checks == {} and alerts.missing_symbols == []
     assert alerts.symbol_details == {"BTCUSDT": {"no_bars": 60.0, "price_frozen": 60.0},
                                      "ETHUSDT": {"no_bars": 0.0, "price_frozen": 120.0}}
-    assert alerts.symbol_thresholds == {"no_bars": 180.0, "price_frozen": 600.0}
+    assert alerts.symbol_thresholds == {"no_bars": AGE_LIMIT, "price_frozen": FROZEN_LIMIT}
     assert not alerts.any_idle and all(age == 0.0 for age in alerts.details.values())
 
 
 def test_evaluate_when_one_symbol_has_no_bar_past_the_threshold_then_only_it_stale_with_no_bars():
-    alerts = evaluate({"BTCUSDT": fresh(), "ETHUSDT": fresh(181, 181)}, ("BTCUSDT", "ETHUSDT"))
+    alerts = evaluate({"BTCUSDT": fresh(), "ETHUSDT": fresh(121, 121)}, ("BTCUSDT", "ETHUSDT"))
 
     assert alerts.stale_symbols == ["ETHUSDT"] and alerts.symbol_checks == {"ETHUSDT": "no_bars"}
 
 
 def test_evaluate_when_age_exactly_the_threshold_then_not_stale():
-    alerts = evaluate({"ETHUSDT": fresh(180, 600)})
+    alerts = evaluate({"ETHUSDT": fresh(120, 300)})
 
     assert alerts.stale_symbols == []
 
 
 def test_evaluate_when_bars_arrive_but_the_price_is_frozen_then_price_frozen():
-    alerts = evaluate({"ETHUSDT": fresh(0, 601)})
+    alerts = evaluate({"ETHUSDT": fresh(0, 301)})
 
     assert alerts.symbol_checks == {"ETHUSDT": "price_frozen"}
 
@@ -84,7 +86,7 @@ def test_evaluate_when_a_configured_symbol_never_had_a_bar_then_missing_and_stal
 
     assert alerts.missing_symbols == ["XRPUSDT"] and alerts.stale_symbols == ["XRPUSDT"]
     assert alerts.symbol_checks == {"XRPUSDT": "no_bars"}
-    assert alerts.symbol_details["XRPUSDT"] == {"no_bars": 181.0, "price_frozen": 601.0}
+    assert alerts.symbol_details["XRPUSDT"] == {"no_bars": 121.0, "price_frozen": 301.0}
 
 
 def test_evaluate_when_a_stamped_symbol_is_not_configured_then_still_checked():
@@ -102,17 +104,17 @@ def test_evaluate_when_stamp_in_the_future_then_age_zero_not_negative():
 
 @pytest.mark.parametrize("threshold", [None, 0, -5, float("nan"), float("inf"), True])
 def test_evaluate_when_one_threshold_unusable_then_that_check_not_run(threshold):
-    cfg = LivenessConfig(max_symbol_data_age_seconds=180)
-    object.__setattr__(cfg, "max_symbol_price_frozen_seconds", threshold)
+    cfg = SimpleNamespace(enabled=True, max_symbol_data_age_seconds=AGE_LIMIT,
+                          max_symbol_price_frozen_seconds=threshold)  # a frozen config would refuse these values
 
     alerts = evaluate({"ETHUSDT": fresh(0, 10_000)}, cfg=cfg)
 
-    assert alerts.stale_symbols == [] and alerts.symbol_thresholds == {"no_bars": 180.0}
+    assert alerts.stale_symbols == [] and alerts.symbol_thresholds == {"no_bars": AGE_LIMIT}
     assert alerts.symbol_details == {"ETHUSDT": {"no_bars": 0.0}}
 
 
 def test_evaluate_when_only_price_frozen_checked_and_symbol_never_seen_then_stale_as_price_frozen():
-    cfg = LivenessConfig(max_symbol_data_age_seconds=None, max_symbol_price_frozen_seconds=600)
+    cfg = LivenessConfig(max_symbol_data_age_seconds=None, max_symbol_price_frozen_seconds=FROZEN_LIMIT)
 
     alerts = evaluate({}, ("ETHUSDT",), cfg)
 
@@ -146,17 +148,18 @@ def test_health_when_a_symbol_is_stale_then_alerting_naming_symbol_check_and_age
     verdict = dd.health(block)
 
     assert verdict.code == dd.EXIT_ALERTING
-    assert verdict.alerts == ("market data stale: ETHUSDT (no bars for 4m)",)
+    assert verdict.alerts == (f"{dd.MARKET_DATA_STALE}: ETHUSDT (no bars for 4m)",)
 
 
 def test_health_when_symbols_never_seen_or_frozen_then_each_named_the_way_it_failed():
     block = _block(evaluate({"SOLUSDT": fresh(0, 720)}, ("SOLUSDT", "XRPUSDT")))
 
-    assert dd.health(block).alerts == ("market data stale: SOLUSDT (price frozen for 12m), XRPUSDT (no bars ever)",)
+    assert dd.health(block).alerts == (
+        f"{dd.MARKET_DATA_STALE}: SOLUSDT (price frozen for 12m), XRPUSDT (no bars ever)",)
 
 
 def test_health_when_every_symbol_fresh_then_healthy():
-    assert dd.health(_block(evaluate({"ETHUSDT": fresh(179, 599)}, ("ETHUSDT",)))).code == dd.EXIT_HEALTHY
+    assert dd.health(_block(evaluate({"ETHUSDT": fresh(119, 299)}, ("ETHUSDT",)))).code == dd.EXIT_HEALTHY
 
 
 def test_health_when_many_symbols_stale_then_one_line_with_the_first_and_a_count():
@@ -165,7 +168,18 @@ def test_health_when_many_symbols_stale_then_one_line_with_the_first_and_a_count
     verdict = dd.health(_block(evaluate({}, symbols)))
 
     (line,) = verdict.alerts
-    assert line.endswith(f"and {300 - dd.MAX_STALE_SYMBOLS_SHOWN} more") and line.count("(no bars ever)") == 8
+    assert line.endswith(f" {dd.more_stale_text(300 - dd.MAX_STALE_SYMBOLS_SHOWN)}")
+    assert line.count("(no bars ever)") == dd.MAX_STALE_SYMBOLS_SHOWN
+
+
+def test_health_when_a_stale_symbol_name_is_300_characters_then_the_alert_line_quotes_it_cut():
+    name = "X" * 300
+    block = _block(evaluate({"BTCUSDT": fresh(), name: fresh(240, 240)}, ("BTCUSDT",)))
+
+    (line,) = dd.health(block).alerts
+
+    assert line == f"{dd.MARKET_DATA_STALE}: {dd.shorten(name)} (no bars for 4m)"
+    assert name[:dd.SHORT_CHARS] not in line  # cut, not quoted whole
 
 
 @pytest.mark.parametrize("liveness, expected", [

@@ -29,8 +29,10 @@ LIVENESS_ALERTS = {
     "exit_scans": ("TradingIdleExitScans", "TradingExitScansMissing"),
 }
 EXIT_ALERTS = ["TradingTpSlMismatch", "TradingTpSlCoverageLow", "TradingUnderwaterUnprotected"]
-SYMBOL_ALERTS = {"no_bars": "TradingSymbolNoBars", "price_frozen": "TradingSymbolPriceFrozen"}
-MARKET_DATA_ALERTS = [*SYMBOL_ALERTS.values(), "TradingSymbolMissing"]
+NO_BARS, PRICE_FROZEN = SYMBOL_CHECK_KEYS
+SYMBOL_ALERTS = {key: rules.symbol_check_alert(key) for key in SYMBOL_CHECK_KEYS}  # the names: pinned once, below
+MISSING = rules.ALERT_SYMBOL_MISSING
+MARKET_DATA_ALERTS = [*SYMBOL_ALERTS.values(), MISSING]
 GAUGE = "trading_market_data_last_update_time_seconds"
 
 
@@ -158,7 +160,7 @@ def test_symbol_rules_when_default_config_then_no_bars_and_price_frozen_per_thre
     _, out, _ = _run(["--config", CONFIG], capsys)
     alerts = _alerts(out)
 
-    no_bars, frozen = alerts["TradingSymbolNoBars"], alerts["TradingSymbolPriceFrozen"]
+    no_bars, frozen = alerts[SYMBOL_ALERTS[NO_BARS]], alerts[SYMBOL_ALERTS[PRICE_FROZEN]]
 
     assert no_bars["expr"] == f'time() - {GAUGE}{{trading_market_data_update="bar"}} > 180'
     assert frozen["expr"] == (
@@ -179,7 +181,7 @@ def test_symbol_missing_rule_when_symbols_configured_then_one_label_replace_each
     config = _write_config(tmp_path, {}, strategy={"symbols": ["SOLUSDT", "BTCUSDT"]})
 
     _, out, _ = _run(["--config", config], capsys)
-    missing = _alerts(out)["TradingSymbolMissing"]
+    missing = _alerts(out)[MISSING]
 
     reporting = f"group by (job, instance) (trading_last_event_time_seconds or {GAUGE})"
     assert missing["expr"] == (
@@ -199,7 +201,7 @@ def test_symbol_missing_rule_when_symbol_has_dollar_then_replacement_keeps_it_li
 
     _, out, _ = _run(["--config", config], capsys)
 
-    assert '"trading_symbol", "BTC$$1", "", "")' in _alerts(out)["TradingSymbolMissing"]["expr"]  # $$ is one $
+    assert '"trading_symbol", "BTC$$1", "", "")' in _alerts(out)[MISSING]["expr"]  # $$ is one $
 
 
 def test_symbol_rules_when_threshold_null_or_zero_then_that_check_has_no_rule(tmp_path, capsys):
@@ -220,10 +222,10 @@ def test_symbol_rules_when_no_bars_disabled_then_price_frozen_alone_and_missing_
     _, out, _ = _run(["--config", config], capsys)
     alerts = _alerts(out)
 
-    assert "TradingSymbolNoBars" not in alerts
-    assert alerts["TradingSymbolPriceFrozen"]["expr"] == (
+    assert SYMBOL_ALERTS[NO_BARS] not in alerts
+    assert alerts[SYMBOL_ALERTS[PRICE_FROZEN]]["expr"] == (
         f'time() - {GAUGE}{{trading_market_data_update="price_change"}} > 300')  # nothing takes precedence
-    missing = alerts["TradingSymbolMissing"]
+    missing = alerts[MISSING]
     assert missing["for"] == "5m"
     assert "max_symbol_price_frozen_seconds = 300 s (5m)" in missing["annotations"]["description"]
     assert "reports it as price_frozen" in missing["annotations"]["description"]
@@ -235,8 +237,8 @@ def test_symbol_rules_when_price_frozen_disabled_then_no_bars_and_missing_remain
     _, out, _ = _run(["--config", config], capsys)
     alerts = _alerts(out)
 
-    assert "TradingSymbolPriceFrozen" not in alerts
-    assert {"TradingSymbolNoBars", "TradingSymbolMissing"} <= set(alerts)
+    assert SYMBOL_ALERTS[PRICE_FROZEN] not in alerts
+    assert {SYMBOL_ALERTS[NO_BARS], MISSING} <= set(alerts)
 
 
 def test_symbol_rules_when_fractional_thresholds_then_exact_numbers_and_durations(tmp_path, capsys):
@@ -246,12 +248,12 @@ def test_symbol_rules_when_fractional_thresholds_then_exact_numbers_and_duration
     _, out, _ = _run(["--config", config, "--for", "0s"], capsys)
     alerts = _alerts(out)
 
-    assert alerts["TradingSymbolNoBars"]["expr"].endswith('"bar"} > 2.5')
-    assert alerts["TradingSymbolPriceFrozen"]["expr"].startswith(
+    assert alerts[SYMBOL_ALERTS[NO_BARS]]["expr"].endswith('"bar"} > 2.5')
+    assert alerts[SYMBOL_ALERTS[PRICE_FROZEN]]["expr"].startswith(
         f'time() - {GAUGE}{{trading_market_data_update="price_change"}} > 3.75\n')
-    assert "2.5 s (2500ms)" in alerts["TradingSymbolNoBars"]["annotations"]["description"]
-    assert alerts["TradingSymbolMissing"]["for"] == "2500ms"  # max(2.5 s, --for 0s)
-    assert alerts["TradingSymbolNoBars"]["for"] == "0s"
+    assert "2.5 s (2500ms)" in alerts[SYMBOL_ALERTS[NO_BARS]]["annotations"]["description"]
+    assert alerts[MISSING]["for"] == "2500ms"  # max(2.5 s, --for 0s)
+    assert alerts[SYMBOL_ALERTS[NO_BARS]]["for"] == "0s"
 
 
 def test_symbol_rules_when_for_longer_than_threshold_then_missing_waits_for(tmp_path, capsys):
@@ -259,7 +261,7 @@ def test_symbol_rules_when_for_longer_than_threshold_then_missing_waits_for(tmp_
 
     _, out, _ = _run(["--config", config, "--for", "2m"], capsys)
 
-    assert _alerts(out)["TradingSymbolMissing"]["for"] == "2m"
+    assert _alerts(out)[MISSING]["for"] == "2m"
 
 
 def test_symbol_rules_when_liveness_disabled_then_none_even_with_symbol_thresholds(tmp_path, capsys):
@@ -275,8 +277,12 @@ def test_market_data_rules_when_built_then_alert_per_check_in_precedence_order()
 
     built = rules.market_data_rules(liveness, ["BTCUSDT"])
 
-    assert [r.alert for r in built] == [rules.symbol_check_alert(k) for k in SYMBOL_CHECK_KEYS] + [rules.ALERT_SYMBOL_MISSING]
-    assert [rules.symbol_check_alert(k) for k in SYMBOL_CHECK_KEYS] == [SYMBOL_ALERTS[k] for k in SYMBOL_CHECK_KEYS]
+    assert [r.alert for r in built] == MARKET_DATA_ALERTS
+
+
+def test_market_data_alert_names_when_generated_then_the_documented_ones():
+    # the one place the alert names are spelled out: dashboards, silences and runbooks match on them
+    assert MARKET_DATA_ALERTS == ["TradingSymbolNoBars", "TradingSymbolPriceFrozen", "TradingSymbolMissing"]
 
 
 def test_market_data_rules_when_no_symbols_then_no_missing_rule():
@@ -284,7 +290,7 @@ def test_market_data_rules_when_no_symbols_then_no_missing_rule():
 
     built = rules.market_data_rules(liveness, [])
 
-    assert rules.ALERT_SYMBOL_MISSING not in [r.alert for r in built] and len(built) == len(SYMBOL_CHECK_KEYS)
+    assert MISSING not in [r.alert for r in built] and len(built) == len(SYMBOL_CHECK_KEYS)
 
 
 def test_rules_when_output_given_then_file_written_and_nothing_printed(tmp_path, capsys):

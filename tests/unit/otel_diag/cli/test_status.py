@@ -15,6 +15,8 @@ from tests.fixtures import diagnostics_state as fx
 from tests.fixtures.cli import one_line, run_status
 from tests.fixtures.diagnostics_state import LONG_AGO
 
+NO_BARS_LIMIT, FROZEN_LIMIT = (fx.symbol_limit_text(c.key) for c in dd.SYMBOL_CHECKS)  # as printed: "3m", "10m"
+
 
 def status(capsys, *args):
     code = main(["status", *map(os.fspath, args)])
@@ -164,9 +166,9 @@ def market_rows(out):
 
 
 @pytest.mark.parametrize("stale, missing, text, limit", [
-    ({"ETHUSDT": ("no_bars", 240.0)}, (), "ETHUSDT (no bars for 4m)", "3m"),
-    ({"SOLUSDT": ("price_frozen", 720.0)}, (), "SOLUSDT (price frozen for 12m)", "10m"),
-    ({}, ("XRPUSDT",), "XRPUSDT (no bars ever)", "3m"),
+    ({"ETHUSDT": ("no_bars", 240.0)}, (), "ETHUSDT (no bars for 4m)", NO_BARS_LIMIT),
+    ({"SOLUSDT": ("price_frozen", 720.0)}, (), "SOLUSDT (price frozen for 12m)", FROZEN_LIMIT),
+    ({}, ("XRPUSDT",), "XRPUSDT (no bars ever)", NO_BARS_LIMIT),
 ])
 def test_status_when_a_symbol_is_stale_then_exit_1_one_line_and_row_naming_symbol_and_check(
         capsys, tmp_path, stale, missing, text, limit):
@@ -182,7 +184,7 @@ def test_status_when_every_symbol_fresh_then_exit_0_and_row_says_how_many(capsys
     doc = fx.with_market_data(fx.healthy(time.time()))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 0 and err == ""
-    assert market_rows(out) == [["OK", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", "3m / 10m"]]
+    assert market_rows(out) == [["OK", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", f"{NO_BARS_LIMIT} / {FROZEN_LIMIT}"]]
     rows = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert rows.index("market") == rows.index("router") + 1  # in the liveness section, before the exit rows
 
@@ -200,7 +202,7 @@ def test_status_when_run_stopped_with_a_stale_symbol_then_last_known_never_ok(ca
                                                                            stale={"ETHUSDT": ("no_bars", 2400.0)}))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 2 and one_line(err).endswith(f"last verdict alerting: {dd.MARKET_DATA_STALE}: ETHUSDT (no bars for 40m)")
-    assert market_rows(out) == [["?", "last known: ETHUSDT (no bars for 40m)", "3m"]]
+    assert market_rows(out) == [["?", "last known: ETHUSDT (no bars for 40m)", NO_BARS_LIMIT]]
 
 
 @pytest.mark.parametrize("lists, says", [
