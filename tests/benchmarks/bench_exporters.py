@@ -18,8 +18,9 @@ median over its runs. The budget: a broken collector costs at most 20% at the p9
 ``otel_diag.shutdown(timeout_millis=1_000)`` takes while the span exporter hangs on the silent
 collector, against that bound (≤ 1.25×), and when the exporter threads have ended after a shutdown
 with a closed or refusing collector, against the same kind of bound (≤ 2×: they stop retrying with the
-shutdown, not after the exporters' 10 s timeout). ``make test`` only checks that shutdown returns and
-that nothing is sent after it.
+shutdown, not after the exporters' 10 s timeout), and how many requests the refusing collector still gets
+after shutdown returned (≤ 1, one in flight). ``make test`` only checks that shutdown returns and that no
+exporter thread is left after it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -44,6 +45,7 @@ HUNG_SHUTDOWN_MILLIS = 1_000
 P99_RATIO_BUDGET = 1.20
 SHUTDOWN_RATIO_BUDGET = 1.25
 THREADS_END_RATIO_BUDGET = 2.0
+AFTER_SHUTDOWN_REQUESTS_BUDGET = 1  # a request in flight when shutdown() returned may still arrive
 
 
 @contextlib.contextmanager
@@ -61,9 +63,9 @@ def _fast_exports() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _hung_shutdown_ratio(endpoint: str, silent) -> float:
+def _hung_shutdown_ratio(endpoint: str, silent) -> Tuple[float, bool]:
     """Seconds ``otel_diag.shutdown(timeout_millis=1_000)`` takes while the span exporter hangs on ``endpoint``
-    (a collector that accepts and never answers), over its bound."""
+    (a collector that accepts and never answers), over its bound; and whether it flushed (it must give up)."""
     import otel_diag
 
     accepted = silent.accepted
@@ -71,27 +73,32 @@ def _hung_shutdown_ratio(endpoint: str, silent) -> float:
     end_spans(1_000)  # more than one batch: the worker exports at once and hangs
     silent.connections.wait_beyond(accepted)  # the worker is in the request that never ends
     started = time.perf_counter()
-    otel_diag.shutdown(timeout_millis=HUNG_SHUTDOWN_MILLIS)
-    return (time.perf_counter() - started) / (HUNG_SHUTDOWN_MILLIS / 1000)
+    flushed = otel_diag.shutdown(timeout_millis=HUNG_SHUTDOWN_MILLIS)
+    return (time.perf_counter() - started) / (HUNG_SHUTDOWN_MILLIS / 1000), flushed
 
 
-def _threads_end_ratio(endpoint: str) -> float:
+def _threads_end_ratio(endpoint: str, requests: Callable[[], int]) -> Tuple[float, int, int]:
     """Seconds from ``otel_diag.shutdown(timeout_millis=300)`` until the exporter threads it started have ended,
-    with the collector at ``endpoint`` down, over that bound."""
+    with the collector at ``endpoint`` down, over that bound; and how many requests ``requests()`` (the
+    collector's count) grew by up to shutdown's return and after it (the retries stop with it: one may be in
+    flight)."""
     import threading
 
     import otel_diag
 
     before = set(threading.enumerate())
+    requests_before = requests()
     otel_diag.configure(clock=time.time, env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
     exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
     end_spans(1_000)
     time.sleep(0.2)  # let the first export fail and back off
     started = time.perf_counter()
     otel_diag.shutdown(timeout_millis=SHUTDOWN_MILLIS)
+    sent_by_shutdown = requests()
     for thread in exporter_threads:
         thread.join()
-    return (time.perf_counter() - started) / (SHUTDOWN_MILLIS / 1000)
+    ratio = (time.perf_counter() - started) / (SHUTDOWN_MILLIS / 1000)
+    return ratio, sent_by_shutdown - requests_before, requests() - sent_by_shutdown
 
 
 def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
@@ -120,8 +127,9 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
                 p99s[arm].append(percentile(intervals, 99))
                 medians[arm].append(statistics.median(intervals))
                 journals.add(done.journal)
-        hung = _hung_shutdown_ratio(down.endpoints["silent"], down.silent)
-        threads_end = {arm: _threads_end_ratio(down.endpoints[arm]) for arm in ("closed", "refusing")}
+        hung, hung_flushed = _hung_shutdown_ratio(down.endpoints["silent"], down.silent)
+        counts = {"closed": lambda: 0, "refusing": lambda: down.refusing.requests}  # a closed port counts none
+        threads_end = {arm: _threads_end_ratio(down.endpoints[arm], count) for arm, count in counts.items()}
     base_p99, base_median = statistics.median(p99s["local"]), statistics.median(medians["local"])
     group = "exporters down"
     rows = [Row(group, "collector up, exporters drop locally (baseline)", "p99 cycle time after warm-up",
@@ -137,13 +145,21 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
     rows.append(Row(group, "shutdown while the exporter hangs on a silent collector", "seconds taken / the 1 s bound",
                     hung, "x", baseline=HUNG_SHUTDOWN_MILLIS / 1000, figure=hung * HUNG_SHUTDOWN_MILLIS / 1000,
                     figure_unit="s", budget=SHUTDOWN_RATIO_BUDGET, budget_text=f"≤ {SHUTDOWN_RATIO_BUDGET:.2f}×",
-                    checked=checked, key="exporters/hung shutdown"))
-    for arm, ratio in threads_end.items():
+                    checked=checked, key="exporters/hung shutdown", data={"flushed": hung_flushed},
+                    note="gave up at its bound, unflushed" if not hung_flushed
+                    else "FLUSHED: the silent collector answered, so this is no hung shutdown"))
+    for arm, (ratio, _, _) in threads_end.items():
         rows.append(Row(group, f"exporter threads end after shutdown, collector {arm}",
                         "seconds until they ended / the 0.3 s bound", ratio, "x", baseline=SHUTDOWN_MILLIS / 1000,
                         figure=ratio * SHUTDOWN_MILLIS / 1000, figure_unit="s", budget=THREADS_END_RATIO_BUDGET,
                         budget_text=f"≤ {THREADS_END_RATIO_BUDGET:.2f}×", checked=checked,
                         key=f"exporters/threads end {arm}"))
+    _, until, after = threads_end["refusing"]
+    rows.append(Row(group, "requests to the refusing collector after shutdown() returned",
+                    "requests after / requests up to its return (the retries stop with shutdown; one may be in "
+                    "flight)", after, "requests", baseline=until, figure=after, figure_unit="requests",
+                    budget=AFTER_SHUTDOWN_REQUESTS_BUDGET, budget_text=f"≤ {AFTER_SHUTDOWN_REQUESTS_BUDGET}",
+                    checked=checked, key="exporters/requests after shutdown"))
     notes = [f"Exporters down: {repeats} runs of {cycles} bars per arm (the first {warmup} not timed), the same "
              f"journal in every run: {len(journals) == 1}."]
     return rows, notes

@@ -108,8 +108,10 @@ def test_exporters_when_run_once_then_each_broken_collector_has_a_ratio_and_the_
     _sane(rows)
     assert [r.key for r in rows] == ["exporters/local", "exporters/closed", "exporters/silent", "exporters/refusing",
                                      "exporters/hung shutdown", "exporters/threads end closed",
-                                     "exporters/threads end refusing"]
-    assert all(r.value > 0 for r in rows)
+                                     "exporters/threads end refusing", "exporters/requests after shutdown"]
+    timed, (after,) = rows[:-1], rows[-1:]
+    assert all(r.value > 0 for r in timed)
+    assert after.unit == "requests" and after.value >= 0 and after.budget is not None
     assert "the same journal in every run: True" in notes[0]
 
 

@@ -161,10 +161,10 @@ def test_alertmanager_when_router_stalls_then_webhook_gets_router_idle_and_no_un
     assert code == 0, f"SIGTERM must end the executor cleanly:\n{executor_log.read_text()}"
 
     assert not webhook.errors, webhook.errors
-    # What Prometheus saw at the end: the router stalled, signals and exit scans kept flowing.
+    # What Prometheus saw at the end: the router stalled.
+    # (that signals and exit scans kept flowing is their alerts never firing, below: no wall-clock bound on a young age)
     assert idle[semconv.EVENT_ROUTER] > THRESHOLDS["max_idle_router_events_seconds"], idle
-    assert idle[semconv.EVENT_SIGNAL] < THRESHOLDS["max_idle_signals_seconds"], idle
-    assert idle[semconv.EVENT_EXIT_SCAN] < THRESHOLDS["max_idle_exit_scans_seconds"], idle
+    assert {semconv.EVENT_SIGNAL, semconv.EVENT_EXIT_SCAN} <= set(idle), idle
     routed = [a for a in webhook.alerts() if a["labels"]["alertname"] == router_alert]
     alert = routed[0]
     assert alert["status"] == "firing" and alert["receiver"] == am_config["route"]["receiver"]

@@ -12,7 +12,7 @@ name the same symbol and check.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -50,6 +50,27 @@ QUIET_THRESHOLDS = {**{field: 600 for field in LIVENESS_THRESHOLD_FIELDS.values(
 SYMBOL_FAULT_AT = 10  # the symbol's fault starts at bar 10, 2 s in
 
 
+def watch_until_firing(prom: PrometheusServer, executor, executor_log, target: str, alert: str,
+                       seen: Dict[Any, Set[str]], key: Callable[[Dict[str, Any]], Any],
+                       hint: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Poll Prometheus' alerts, recording in ``seen`` every ``key(alert)`` and the states it was in, until it has
+    scraped ``target`` and ``alert`` fires; then a few more evaluations. (The firing entries, the last alerts.)
+    Fails when the executor ends early, or naming ``hint``'s query when the alert never fires."""
+    def observe() -> List[Dict[str, Any]]:
+        if executor.poll() is not None:
+            pytest.fail(f"the executor ended early ({executor.returncode}):\n{executor_log.read_text()}")
+        alerts = prom.alerts()
+        for a in alerts:
+            seen.setdefault(key(a), set()).add(a["state"])
+        return alerts
+
+    up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
+    assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
+    firing = wait_until(lambda: active(observe(), alert, "firing"), ALERT_TIMEOUT_S, 0.5)
+    assert firing, f"{alert} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n{prom.query(hint)}"
+    return firing, keep_polling(observe, OBSERVE_AFTER_FIRING_S, 0.5)
+
+
 @pytest.fixture(scope="module")
 def prometheus() -> str:
     return require_binary("prometheus", "Debian's prometheus package")
@@ -76,21 +97,9 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
         executor = realtime_executor(config, tmp_path / "state", executor_log, scenario="router_stall",
                                      fault_at=FAULT_AT, bar_interval=BAR_INTERVAL, cycles=CYCLES)
 
-        def observe() -> List[Dict[str, Any]]:
-            if executor.poll() is not None:
-                pytest.fail(f"the executor ended early ({executor.returncode}):\n{executor_log.read_text()}")
-            alerts = prom.alerts()
-            for a in alerts:
-                seen.setdefault(a["labels"]["alertname"], set()).add(a["state"])
-            return alerts
-
-        up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
-        assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
-
-        firing = wait_until(lambda: active(observe(), ROUTER_ALERT, "firing"), ALERT_TIMEOUT_S, 0.5)
-        assert firing, (f"{ROUTER_ALERT} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
-                        f"{prom.query('time() - trading_last_event_time_seconds')}")
-        final = keep_polling(observe, OBSERVE_AFTER_FIRING_S, 0.5)
+        firing, final = watch_until_firing(prom, executor, executor_log, target, ROUTER_ALERT, seen,
+                                           key=lambda a: a["labels"]["alertname"],
+                                           hint="time() - trading_last_event_time_seconds")
 
         alert = firing[0]
         assert alert["labels"]["trading_event"] == "router"
@@ -104,9 +113,10 @@ def test_prometheus_when_router_stalls_then_router_idle_fires_and_signal_idle_do
             assert not active(final, name), f"{name} still active although the series is scraped: {active(final, name)}"
         idle = {r["metric"]["trading_event"]: float(r["value"][1])
                 for r in prom.query(f'time() - trading_last_event_time_seconds{{instance="{target}"}}')}
+        # the router's age only grows past its threshold; that signals and exit scans kept flowing is what their
+        # alerts never firing says (no wall-clock bound on a young age: a stalled machine would fail it)
         assert idle["router"] > THRESHOLDS["max_idle_router_events_seconds"]
-        assert idle["signal"] < THRESHOLDS["max_idle_signals_seconds"]
-        assert idle["exit_scan"] < THRESHOLDS["max_idle_exit_scans_seconds"]
+        assert {"signal", "exit_scan"} <= set(idle)
     finally:
         code = stop_process(executor)
         prom.stop()
@@ -153,21 +163,9 @@ def test_prometheus_when_one_symbol_faulted_then_its_check_fires_for_it_alone_an
                                      fault_at=SYMBOL_FAULT_AT, bar_interval=BAR_INTERVAL, cycles=CYCLES,
                                      fault_symbol=chosen)
 
-        def observe() -> List[Dict[str, Any]]:
-            if executor.poll() is not None:
-                pytest.fail(f"the executor ended early ({executor.returncode}):\n{executor_log.read_text()}")
-            alerts = prom.alerts()
-            for a in alerts:
-                seen.setdefault((a["labels"]["alertname"], a["labels"].get(symbol_label)), set()).add(a["state"])
-            return alerts
-
-        up = wait_until(lambda: observe() is not None and prom.query(f'up{{instance="{target}"}} == 1'), 30, 0.5)
-        assert up, f"Prometheus never scraped the executor at {target}: {prom.targets()}\n{prom.log()}"
-
-        firing = wait_until(lambda: active(observe(), expected_alert, "firing"), ALERT_TIMEOUT_S, 0.5)
-        assert firing, (f"{expected_alert} did not fire within {ALERT_TIMEOUT_S} s; alerts seen: {seen}\n"
-                        f"{prom.query(f'time() - {gauge}')}")
-        final = keep_polling(observe, OBSERVE_AFTER_FIRING_S, 0.5)
+        firing, final = watch_until_firing(prom, executor, executor_log, target, expected_alert, seen,
+                                           key=lambda a: (a["labels"]["alertname"], a["labels"].get(symbol_label)),
+                                           hint=f"time() - {gauge}")
 
         ages = {r["metric"][symbol_label]: float(r["value"][1]) for r in prom.query(
             f'time() - {gauge}{{instance="{target}", {update_label}="{update}"}}')}

@@ -10,11 +10,12 @@ For each, a replay runs through ``execution.executor_live.run`` with the OTLP ex
 there and short export intervals (spans every 100 ms, metrics every 200 ms), so the exporters
 fail during the loop. What is asserted is functional: every bar traded, the same journal as the
 same pipeline with exporters that drop locally, no telemetry error swallowed, shutdown returns
-while the collector still hangs, and nothing is sent after it returned. No test here bounds or
+while the collector still hangs, and no exporter thread is left to send after it. No test here bounds or
 compares a duration or reads a clock: a wait for the collector is a wait on its count of connections or
 requests (``Tally``), and pytest-timeout (pyproject.toml) is the only guard against a hang. What a
-broken collector costs in time — p99 per cycle against that pipeline, how long shutdown takes and
-when the exporter threads end, against the shutdown bound — is measured by ``make bench``
+broken collector costs in time — p99 per cycle against that pipeline, how long shutdown takes (and that it
+gave up at its bound rather than flushing), when the exporter threads end and how many requests still
+follow shutdown — is measured by ``make bench``
 (tests/benchmarks/bench_exporters.py): timings are not a test on a shared 2-core machine.
 """
 from __future__ import annotations
@@ -126,34 +127,37 @@ def test_shutdown_when_collector_hangs_mid_export_then_returns_and_prometheus_en
     end_spans(1_000)  # more than one batch (512): the worker exports at once
     silent.connections.wait_beyond(accepted_before)  # the exporter connected
 
-    # Act
-    flushed = otel_diag.shutdown(timeout_millis=1_000)
+    # Act: its bound is what lets it return (how long it takes against that bound is make bench's)
+    otel_diag.shutdown(timeout_millis=1_000)
 
     # Assert: it returned although the collector never answers the request in flight
-    assert not flushed
     assert _connect_refused(address), "the Prometheus endpoint still listens after shutdown() returned"
 
 
-def test_shutdown_when_collector_refuses_then_exporter_threads_end_and_send_nothing_more(collectors):
+def _otel_threads(before) -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
+
+
+def test_shutdown_when_collector_refuses_then_exporter_threads_end_and_none_is_left_to_send(collectors):
     # Arrange: the exporters retry a 503 with backoff (1 s, 2 s, 4 s … up to their 10 s timeout)
     refusing = collectors["_servers"][1]
     requests_before = refusing.requests
     before = set(threading.enumerate())
     otel_diag.configure(clock=_clock, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collectors["refusing"]})
-    exporter_threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("Otel")]
+    exporter_threads = _otel_threads(before)
     end_spans(1_000)
     refusing.tally.wait_beyond(requests_before)  # the exporter reached the collector
 
-    # Act
-    flushed = otel_diag.shutdown(timeout_millis=SHORT_SHUTDOWN_MILLIS)
-    sent_by_shutdown = refusing.requests
+    # Act: the threads end (pytest-timeout guards a hang; how soon, and how many requests follow shutdown(),
+    # is make bench's: tests/benchmarks/bench_exporters.py)
+    otel_diag.shutdown(timeout_millis=SHORT_SHUTDOWN_MILLIS)
     for thread in exporter_threads:
         thread.join()
 
-    # Assert: the final flush could not succeed; the retries stopped with it (one request may be in flight)
-    assert not flushed
-    assert len(exporter_threads) == 2  # the batch span processor's and the periodic metric reader's
-    assert refusing.requests - sent_by_shutdown <= 1
+    # Assert: the batch span processor's and the periodic metric reader's threads, and no other telemetry thread
+    # left that could still send
+    assert len(exporter_threads) == 2
+    assert _otel_threads(before) == []
 
 
 def test_spans_when_queue_full_because_collector_down_then_trading_thread_builds_no_log_record_per_drop(collectors):
