@@ -163,14 +163,14 @@ def _adapter(row: str, field: str, value: Any) -> Optional[Callable[[Call], Any]
 
 
 # -- what each event records ---------------------------------------------------------------------------
-def _keyed(b: Binding, family: Any, metric: str, key: Any) -> Any:
-    """The series of ``key`` in ``family``; ``metric``'s series without attributes when there is no key."""
-    return b.family(metric)[()] if key is None else family[key]
+def _keyed(family: Any, key: Any) -> Any:
+    """The series of ``key`` in ``family``; with no key, the metric's series without attributes (``()``)."""
+    return family[() if key is None else key]
 
 
 def _veto(b: Binding, reason: Any, symbol: Any) -> Any:
     """The veto series of ``reason`` and ``symbol`` (by reason alone when there is no symbol)."""
-    return b.vetoes[reason, symbol] if symbol is not None else b.family(sc.METRIC_VETOES, sc.ATTR_VETO_REASON)[reason]
+    return b.vetoes[(reason, symbol) if symbol is not None else (reason,)]
 
 
 def _recorder(event: str, symbol, when, reason, router_event, coverage, prices) -> Optional[Callable]:
@@ -178,11 +178,11 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage, prices) 
 
     if event == sc.EVENT_SIGNAL:
         def count(b: Binding, call: Call, trace_id: int) -> None:
-            b.state.hit(_keyed(b, b.signals, sc.METRIC_SIGNALS, sym(call)), sc.EVENT_SIGNAL, trace_id)
+            b.state.hit(_keyed(b.signals, sym(call)), sc.EVENT_SIGNAL, trace_id)
     elif event == EVENT_RISK_CHECK:
         def count(b: Binding, call: Call, trace_id: int) -> None:
             s = sym(call)
-            signal = _keyed(b, b.signals, sc.METRIC_SIGNALS, s)
+            signal = _keyed(b.signals, s)
             why = None if call.raised or reason is None else reason(call)
             if why is None:
                 b.state.hit(signal, sc.EVENT_SIGNAL, trace_id)
@@ -195,7 +195,7 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage, prices) 
                 b.state.hit(_veto(b, why, s), sc.EVENT_VETO, trace_id)
     elif event == sc.EVENT_ORDER:
         def count(b: Binding, call: Call, trace_id: int) -> None:
-            order = _keyed(b, b.orders, sc.METRIC_ORDERS, sym(call))
+            order = _keyed(b.orders, sym(call))
             routed = router_event(call) if router_event is not None else None
             if routed is None:
                 b.state.hit(order, sc.EVENT_ORDER, trace_id)
@@ -217,13 +217,13 @@ def _recorder(event: str, symbol, when, reason, router_event, coverage, prices) 
     elif event == sc.EVENT_EXIT_TRIGGER:
         def count(b: Binding, call: Call, trace_id: int) -> None:
             why = reason(call) if reason is not None else None
-            series = _keyed(b, b.exit_triggers, sc.METRIC_EXIT_TRIGGERS, why)
+            series = _keyed(b.exit_triggers, why)
             b.state.hit(series, sc.EVENT_EXIT_TRIGGER, trace_id)
     elif event == EVENT_MARKET_DATA:
         def count(b: Binding, call: Call, trace_id: int) -> None:
             found = prices(call)
             if found:
-                b.state.stamp_prices(dict(found))
+                b.state.stamp_prices(found if isinstance(found, dict) else dict(found))
     else:  # a span and nothing counted
         return None
 
