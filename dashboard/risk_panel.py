@@ -31,7 +31,6 @@ from execution.diagnostics_document import (
     STATUS_MISSING,
     STATUS_OK,
     STATUS_STALE,
-    SYMBOL_CHECKS,
     VERDICT_ALERTING,
     VERDICT_FAILED,
     VERDICT_HEALTHY,
@@ -45,6 +44,7 @@ from execution.diagnostics_document import (
     fresh_symbols_text,
     more_stale_text,
     shown_stale_symbols,
+    symbol_limit_text,
 )
 
 ICON_OK = "✅"
@@ -258,22 +258,21 @@ def market_data_rows(block: Mapping[str, Any]) -> List[MarketDataRow]:
     that market data is not checked."""
     raw = _section(block, "liveness")
     live = _symbol_fields(raw)
-    thresholds, details = live["symbol_thresholds"], live["symbol_details"]
     shown, more = shown_stale_symbols(live)
+    fresh = fresh_symbols_text(live)
     if shown:
-        rows = [MarketDataRow(symbol, check, ICON_BAD, "stale", md_escape(text),
-                              format_age(thresholds[check]) if check in thresholds else "—",
-                              None if symbol in live["missing_symbols"] else details.get(symbol, {}).get(check))
+        details, missing = live["symbol_details"], live["missing_symbols"]
+        rows = [MarketDataRow(symbol, check, ICON_BAD, "stale", md_escape(text), symbol_limit_text(live, check, "—"),
+                              None if symbol in missing else details.get(symbol, {}).get(check))
                 for symbol, check, text in shown]
         if more:
             rows.append(MarketDataRow(None, None, ICON_BAD, "more", more_stale_text(more), "—"))
     elif raw.get("enabled") is False:
         rows = [MarketDataRow(None, None, ICON_NONE, "disabled", "liveness checks disabled", "—")]
-    elif fresh_symbols_text(live) == NOT_CHECKED:
+    elif fresh == NOT_CHECKED:
         rows = [MarketDataRow(None, None, ICON_NONE, "not_checked", NOT_CHECKED, "—")]
     else:
-        limits = " / ".join(format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds)
-        rows = [MarketDataRow(None, None, ICON_OK, "ok", fresh_symbols_text(live), limits)]
+        rows = [MarketDataRow(None, None, ICON_OK, "ok", fresh, symbol_limit_text(live))]
     level = trust(block)
     if level == "ok":
         return rows
@@ -283,7 +282,7 @@ def market_data_rows(block: Mapping[str, Any]) -> List[MarketDataRow]:
 
 
 def _symbols_text(symbols: Any) -> str:
-    names = [md_escape(s) for s in symbols if isinstance(s, str)] if isinstance(symbols, list) else []
+    names = [md_escape(s) for s in _names(symbols)]
     shown = ", ".join(names[:MAX_SYMBOLS_SHOWN])
     return shown + (f" (+{len(names) - MAX_SYMBOLS_SHOWN} more)" if len(names) > MAX_SYMBOLS_SHOWN else "")
 

@@ -740,6 +740,14 @@ def more_stale_text(more: int) -> str:
     return f"and {more} more stale symbol{'' if more == 1 else 's'}"
 
 
+def symbol_limit_text(liveness: Mapping[str, Any], check: Optional[str] = None, absent: str = "-") -> str:
+    """The per-symbol threshold(s) as readers print them: ``check``'s (``3m``), or every check's (``3m / 10m``);
+    ``absent`` when there is none."""
+    thresholds = liveness.get("symbol_thresholds", {})
+    keys = [check] if check is not None else [c.key for c in SYMBOL_CHECKS]
+    return " / ".join(format_age(thresholds[k]) for k in keys if is_positive_number(thresholds.get(k))) or absent
+
+
 def fresh_symbols_text(liveness: Mapping[str, Any]) -> str:
     """The market data when no symbol is stale: ``all 8 symbols fresh``, or ``not checked`` (no threshold, no
     symbol, or liveness disabled)."""

@@ -105,10 +105,13 @@ def worth_patching(spec: EventSpec, binding: Binding) -> bool:
 
 
 def _owner(module: Any, qualname: str) -> Tuple[Any, str]:
+    """(what holds ``qualname``'s last part, that part) in ``module``; AttributeError when any part is missing."""
     *path, attr = qualname.split(".")
     owner = module
     for part in path:
         owner = getattr(owner, part)
+    if not hasattr(owner, attr):
+        raise AttributeError(attr)
     return owner, attr
 
 
@@ -158,8 +161,6 @@ class ExecutionInstrumentor(BaseInstrumentor):
                 return
             try:
                 owner, attr = _owner(module, target.name)
-                if not hasattr(owner, attr):
-                    raise AttributeError(attr)
             except AttributeError:
                 _warn(f"target {target.function}: {target.module} has no {target.name}")
                 return

@@ -56,7 +56,6 @@ from typing import List, Optional, Sequence, Tuple
 from execution.config import (
     DEFAULT_CONFIG_PATH,
     LIVENESS_THRESHOLD_FIELDS,
-    SYMBOL_THRESHOLD_FIELDS,
     ConfigError,
     load_config,
 )
@@ -159,6 +158,11 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _limit(threshold: float) -> str:
+    """``600`` → ``600 s (10m)``: a threshold as the annotations quote it."""
+    return f"{_number(threshold)} s ({format_duration(threshold)})"
+
+
 # -- rules ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
@@ -191,15 +195,14 @@ def liveness_rules(liveness, for_: str = DEFAULT_FOR) -> List[Rule]:
         if threshold is None or threshold <= 0:
             continue
         series = selector(semconv.METRIC_LAST_EVENT_TIME, **{label: event})
-        limit = f"{_number(threshold)} s ({format_duration(threshold)})"
-        where = WHERE
+        limit = _limit(threshold)
         rules.append(
             Rule(
                 alert=f"TradingIdle{_camel(key)}",
                 expr=f"time() - {series} > {_number(threshold)}",
                 for_=for_,
                 severity=SEVERITY_WARNING,
-                summary=f"No {event} event for over {format_duration(threshold)} on {where}",
+                summary=f"No {event} event for over {format_duration(threshold)} on {WHERE}",
                 description=(
                     f"The last {event} event was {{{{ $value | humanizeDuration }}}} ago, above "
                     f"diagnostics.liveness.{field_name} = {limit}."
@@ -216,7 +219,7 @@ def liveness_rules(liveness, for_: str = DEFAULT_FOR) -> List[Rule]:
                 ),
                 for_=format_duration(max(float(threshold), for_seconds)),
                 severity=SEVERITY_WARNING,
-                summary=f"No {event} event has ever been reported{{{{ with $labels.instance }}}} by {where}{{{{ end }}}}",
+                summary=f"No {event} event has ever been reported{{{{ with $labels.instance }}}} by {WHERE}{{{{ end }}}}",
                 description=(
                     f"{last_event}{{{label}=\"{event}\"}} has not been reported for "
                     f"{format_duration(max(float(threshold), for_seconds))} (diagnostics.liveness.{field_name} = {limit}); "
@@ -245,11 +248,10 @@ def market_data_rules(liveness, symbols: Sequence[str], for_: str = DEFAULT_FOR)
     for_seconds = parse_duration(for_)
     symbol, update = symbol_label(), market_data_update_label()
     on = ", ".join((*INSTANCE_LABELS, symbol))
-    where = WHERE
     who = f"{{{{ $labels.{symbol} }}}}"
     checks = []
     for check in SYMBOL_CHECKS:
-        field_name = SYMBOL_THRESHOLD_FIELDS[check.key]
+        field_name = check.threshold_field
         threshold = getattr(liveness, field_name)
         if threshold is not None and threshold > 0:
             checks.append((check, field_name, threshold))
@@ -258,7 +260,7 @@ def market_data_rules(liveness, symbols: Sequence[str], for_: str = DEFAULT_FOR)
     for check, field_name, threshold in checks:
         series = selector(semconv.METRIC_MARKET_DATA_LAST_UPDATE, **{update: semconv.SYMBOL_CHECK_UPDATES[check.key]})
         condition = f"time() - {series} > {_number(threshold)}"
-        limit = f"{_number(threshold)} s ({format_duration(threshold)})"
+        limit = _limit(threshold)
         precedence = "".join(f" It gives way to {alert} once that holds for the symbol." for alert, _ in before)
         rules.append(
             Rule(
@@ -266,7 +268,7 @@ def market_data_rules(liveness, symbols: Sequence[str], for_: str = DEFAULT_FOR)
                 expr="\n".join([condition, *(f"unless on ({on})\n{earlier}" for _, earlier in before)]),
                 for_=for_,
                 severity=SEVERITY_WARNING,
-                summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({check.label} for over {format_duration(threshold)}) on {where}",
+                summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({check.label} for over {format_duration(threshold)}) on {WHERE}",
                 description=(
                     f"{who}: {check.since} was {{{{ $value | humanizeDuration }}}} ago, above "
                     f"diagnostics.liveness.{field_name} = {limit}; the in-process block reports "
@@ -291,16 +293,16 @@ def _symbol_missing_rule(check, field_name: str, threshold: float, symbols: Sequ
     configured = "\n  or ".join(
         f'label_replace({reporting}, "{symbol}", {_label_value(name)}, "", "")' for name in symbols)
     wait = format_duration(max(float(threshold), for_seconds))
-    who, where = f"{{{{ $labels.{symbol} }}}}", WHERE
+    who = f"{{{{ $labels.{symbol} }}}}"
     return Rule(
         alert=ALERT_SYMBOL_MISSING,
         expr=f"(\n  {configured}\n)\nunless on ({on}) {bars}",
         for_=wait,
         severity=SEVERITY_WARNING,
-        summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({SYMBOL_CHECKS[0].label} ever) on {where}",
+        summary=f"{MARKET_DATA_STALE.capitalize()}: {who} ({SYMBOL_CHECKS[0].label} ever) on {WHERE}",
         description=(
             f"{who} is in strategy.symbols, but {bars} has not been reported for it for {wait} "
-            f"(diagnostics.liveness.{field_name} = {_number(threshold)} s ({format_duration(threshold)})); "
+            f"(diagnostics.liveness.{field_name} = {_limit(threshold)}); "
             f"the in-process block lists it in liveness.missing_symbols and reports it as {check.key}."
         ),
     )
@@ -310,14 +312,13 @@ def exit_pipeline_rules(for_: str = DEFAULT_FOR) -> List[Rule]:
     """Ledger/registry mismatch, coverage < 1 while positions are open, underwater without TP/SL."""
     parse_duration(for_)
     by = ", ".join(INSTANCE_LABELS)
-    where = WHERE
     return [
         Rule(
             alert="TradingTpSlMismatch",
             expr=f"{selector(semconv.METRIC_TP_SL_MISSING)} > 0",
             for_=for_,
             severity=SEVERITY_CRITICAL,
-            summary=f"Open positions without TP/SL on {where}",
+            summary=f"Open positions without TP/SL on {WHERE}",
             description=(
                 "{{ $value }} open position(s) in the ledger have no TP/SL in the registry "
                 "(exit_pipeline.ledger_registry_mismatch)."
@@ -332,7 +333,7 @@ def exit_pipeline_rules(for_: str = DEFAULT_FOR) -> List[Rule]:
             ),
             for_=for_,
             severity=SEVERITY_WARNING,
-            summary=f"TP/SL coverage below 100% on {where}",
+            summary=f"TP/SL coverage below 100% on {WHERE}",
             description=(
                 "TP/SL coverage is {{ $value | humanizePercentage }} of the open positions "
                 "(exit_pipeline.tp_sl_coverage_pct); only evaluated while positions are open."
@@ -343,7 +344,7 @@ def exit_pipeline_rules(for_: str = DEFAULT_FOR) -> List[Rule]:
             expr=f"{selector(semconv.METRIC_UNDERWATER_UNPROTECTED)} > 0",
             for_=for_,
             severity=SEVERITY_CRITICAL,
-            summary=f"Underwater positions without TP/SL on {where}",
+            summary=f"Underwater positions without TP/SL on {WHERE}",
             description=(
                 "{{ $value }} losing position(s) have no TP/SL "
                 "(exit_pipeline.underwater_without_tp_sl_count)."

@@ -27,7 +27,6 @@ from execution.diagnostics_document import (
     LIVENESS_KEYS,
     MAX_AGE_LIMIT_SECONDS,
     STATUS_OK,
-    SYMBOL_CHECKS,
     VERDICT_ALERTING,
     VERDICT_FAILED,
     VERDICT_HEALTHY,
@@ -39,6 +38,7 @@ from execution.diagnostics_document import (
     fresh_symbols_text,
     more_stale_text,
     shown_stale_symbols,
+    symbol_limit_text,
 )
 from execution.state_v7 import list_executor_instances, load_runtime_diagnostics_state
 
@@ -129,15 +129,12 @@ def _market_data_rows(block: Mapping[str, Any]) -> List[Tuple[str, str, str, str
     from rich.markup import escape
 
     live = block["runtime_diagnostics"]["liveness"]
-    thresholds = live["symbol_thresholds"]
     shown, more = shown_stale_symbols(live)
     if not shown:
         text = fresh_symbols_text(live)
-        limits = [format_age(thresholds[c.key]) for c in SYMBOL_CHECKS if c.key in thresholds]
-        return [(_MARKET_DATA, _OK, text, " / ".join(limits))] if text != NOT_CHECKED else \
-            [(_MARKET_DATA, _NONE, text, "-")]
-    rows = [(_MARKET_DATA, _STALE, escape(_plain(text)), format_age(thresholds[check]) if check in thresholds else "-")
-            for _, check, text in shown]
+        return [(_MARKET_DATA, _NONE, text, "-")] if text == NOT_CHECKED else \
+            [(_MARKET_DATA, _OK, text, symbol_limit_text(live))]
+    rows = [(_MARKET_DATA, _STALE, escape(_plain(text)), symbol_limit_text(live, check)) for _, check, text in shown]
     if more:
         rows.append((_MARKET_DATA, _STALE, more_stale_text(more), ""))
     return rows

@@ -17,12 +17,11 @@ from execution import diagnostics_document as dd
 from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from execution.state_v7 import parse_runtime_diagnostics
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.diagnostics_state import ALL_SYMBOL_LIMITS, FROZEN_LIMIT, NO_BARS_LIMIT
 
 NOW = 1_767_600_000.0
 APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "dashboard", "app.py")
 JAEGER = "http://127.0.0.1:16686"
-
-NO_BARS_LIMIT, FROZEN_LIMIT = (fx.symbol_limit_text(c.key) for c in dd.SYMBOL_CHECKS)  # as printed: "3m", "10m"
 
 
 def block_of(doc, now=NOW, **kw):
@@ -113,7 +112,7 @@ def test_resolve_jaeger_when_env_and_file_set_then_operator_wins_and_bad_file_ig
 def test_market_data_rows_when_every_symbol_fresh_then_one_green_row_counting_them():
     rows = rp.market_data_rows(block_of(fx.with_market_data(fx.healthy(NOW))))
     assert [(r.icon, r.state, r.text, r.threshold, r.symbol) for r in rows] == [
-        ("✅", "ok", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", f"{NO_BARS_LIMIT} / {FROZEN_LIMIT}", None)]
+        ("✅", "ok", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", ALL_SYMBOL_LIMITS, None)]
 
 
 def test_market_data_rows_when_symbols_stale_then_one_red_row_each_with_check_age_and_limit():

@@ -13,9 +13,7 @@ from execution.diagnostics_document import MAX_STALE_SYMBOLS_SHOWN
 from otel_diag.cli import main
 from tests.fixtures import diagnostics_state as fx
 from tests.fixtures.cli import one_line, run_status
-from tests.fixtures.diagnostics_state import LONG_AGO
-
-NO_BARS_LIMIT, FROZEN_LIMIT = (fx.symbol_limit_text(c.key) for c in dd.SYMBOL_CHECKS)  # as printed: "3m", "10m"
+from tests.fixtures.diagnostics_state import ALL_SYMBOL_LIMITS, FROZEN_LIMIT, LONG_AGO, NO_BARS_LIMIT
 
 
 def status(capsys, *args):
@@ -184,7 +182,7 @@ def test_status_when_every_symbol_fresh_then_exit_0_and_row_says_how_many(capsys
     doc = fx.with_market_data(fx.healthy(time.time()))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 0 and err == ""
-    assert market_rows(out) == [["OK", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", f"{NO_BARS_LIMIT} / {FROZEN_LIMIT}"]]
+    assert market_rows(out) == [["OK", f"all {len(fx.MARKET_SYMBOLS)} symbols fresh", ALL_SYMBOL_LIMITS]]
     rows = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert rows.index("market") == rows.index("router") + 1  # in the liveness section, before the exit rows
 
@@ -198,7 +196,7 @@ def test_status_when_symbols_not_checked_then_row_says_not_checked_never_ok(caps
 
 
 def test_status_when_run_stopped_with_a_stale_symbol_then_last_known_never_ok(capsys, tmp_path):
-    doc = fx.ended(fx.LONG_AGO, "stopped", lambda at: fx.with_market_data(fx.healthy(at),
+    doc = fx.ended(LONG_AGO, "stopped", lambda at: fx.with_market_data(fx.healthy(at),
                                                                            stale={"ETHUSDT": ("no_bars", 2400.0)}))
     code, out, err = status(capsys, "--state-dir", fx.write_state(tmp_path / "s", doc))
     assert code == 2 and one_line(err).endswith(f"last verdict alerting: {dd.MARKET_DATA_STALE}: ETHUSDT (no bars for 40m)")
