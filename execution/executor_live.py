@@ -126,15 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_range(prog: str, flag: str, value: int, low: int, high: int, unit: str = "") -> None:
+    """UsageError unless ``low <= value <= high``: ``prog: flag: expected an integer >= low and <= high, got …``."""
+    if not low <= value <= high:
+        raise UsageError(f"{prog}: {flag}: expected an integer >= {low} and <= {high}{unit}, got {describe(value)}")
+
+
 def parse_options(argv: Optional[Sequence[str]]) -> RunOptions:
     """The run's options, each in the range the engine computes with; UsageError (one short line) otherwise."""
     opts = RunOptions(**vars(build_parser().parse_args(argv)))
-    if opts.cycles is not None and not 1 <= opts.cycles <= MAX_CYCLES:
-        raise UsageError(f"executor: --cycles: expected an integer >= 1 and <= {MAX_CYCLES}, got {describe(opts.cycles)}")
-    if not 0 <= opts.fault_at <= MAX_CYCLES:
-        raise UsageError(f"executor: --fault-at: expected an integer >= 0 and <= {MAX_CYCLES}, got {describe(opts.fault_at)}")
-    if not 0 <= opts.seed <= MAX_SEED:
-        raise UsageError(f"executor: --seed: expected an integer >= 0 and <= {MAX_SEED} (64 bits), got {describe(opts.seed)}")
+    if opts.cycles is not None:
+        check_range("executor", "--cycles", opts.cycles, 1, MAX_CYCLES)
+    check_range("executor", "--fault-at", opts.fault_at, 0, MAX_CYCLES)
+    check_range("executor", "--seed", opts.seed, 0, MAX_SEED, " (64 bits)")
     if opts.bar_interval is not None and not 0 < opts.bar_interval <= MAX_BAR_SECONDS:
         raise UsageError(f"executor: --bar-interval: expected a finite number of seconds > 0 and <= {MAX_BAR_SECONDS}, "
                          f"got {opts.bar_interval}")

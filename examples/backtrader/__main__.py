@@ -36,8 +36,8 @@ from examples.backtrader.run import (
 from execution.atomic import atomic_write_text
 from execution.clock import iso
 from execution.config import MAX_CYCLES, MAX_SEED, ConfigError, load_config
-from execution.diagnostics_document import DIAGNOSTICS_FILE, POSITIONS_FILE, describe
-from execution.executor_live import EXIT_BAD_INPUT, EXIT_OK, OneLineArgumentParser, UsageError
+from execution.diagnostics_document import DIAGNOSTICS_FILE, POSITIONS_FILE
+from execution.executor_live import EXIT_BAD_INPUT, EXIT_OK, OneLineArgumentParser, UsageError, check_range
 from execution.state_dir import StateDir, StateDirError
 from execution.state_publish import REPLAY_MIN_WRITE_SECONDS, DiagnosticsPublisher
 
@@ -65,8 +65,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     for flag, value, low, high in (("--bars", args.bars, 1, MAX_CYCLES), ("--fault-at", args.fault_at, 0, MAX_CYCLES),
                                    ("--seed", args.seed, 0, MAX_SEED)):
-        if not low <= value <= high:
-            raise UsageError(f"{PROG}: {flag}: expected an integer >= {low} and <= {high}, got {describe(value)}")
+        check_range(PROG, flag, value, low, high)
     try:
         os.makedirs(args.state_dir, exist_ok=True)
     except OSError as exc:
