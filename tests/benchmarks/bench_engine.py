@@ -52,10 +52,10 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from tests.benchmarks.harness import Row, percentile, ratio
+from tests.fixtures.cli import ROOT
+from tests.fixtures.config import SHIPPED_CONFIG, shipped_config
 from tests.fixtures.env import clean_env
 
-SHIPPED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "strategy_config.json")
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BASELINE = "no-instrument"
 PUBLISHING = "metrics + publishing"
 HOOKED = "metrics + publishing + on_publish hook"
@@ -68,17 +68,6 @@ _PREFIX = "BENCH "  # the lines of the protocol on a child's stdout (anything el
 
 
 # -- the child: one replay, taking turns ---------------------------------------------------------
-def _configs(folder: str) -> Dict[str, str]:
-    """The shipped config, and the same with the publisher off (the loop alone)."""
-    with open(SHIPPED_CONFIG, encoding="utf-8") as fh:
-        data = json.load(fh)
-    data.setdefault("diagnostics", {})["enabled"] = False
-    loop = os.path.join(folder, "loop_config.json")
-    with open(loop, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    return {"loop": loop, "shipped": os.path.abspath(SHIPPED_CONFIG)}
-
-
 class _Turns:
     """The child's side of the lockstep: waits for its turn, times it, reports it."""
 
@@ -268,10 +257,10 @@ class _Child:
 
 
 def _lockstep(bars: int, chunk: int, folder: str) -> Tuple[Dict[str, List[int]], Dict[str, dict]]:
-    configs = _configs(folder)
+    loop = shipped_config(folder, diagnostics={"enabled": False})  # the publisher off: the loop alone
     cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-    children = {v: _Child(v, bars, chunk, folder, configs["shipped" if v in (PUBLISHING, HOOKED) else "loop"],
-                          cpu) for v in VARIANTS}
+    children = {v: _Child(v, bars, chunk, folder, SHIPPED_CONFIG if v in (PUBLISHING, HOOKED) else loop, cpu)
+                for v in VARIANTS}
     try:
         for c in children.values():
             c.expect("ready")

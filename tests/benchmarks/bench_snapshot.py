@@ -33,9 +33,9 @@ from execution.config import load_config
 from execution.state_publish import DiagnosticsPublisher
 from otel_diag import semconv as sc
 from otel_diag.state import EventState, ExitGauges
-from tests.benchmarks.bench_engine import SHIPPED_CONFIG
 from tests.benchmarks.fixtures import T0, quiet_otel
 from tests.benchmarks.harness import Row, ratio
+from tests.fixtures.config import SHIPPED_CONFIG
 
 RATIO_BUDGET = 0.25  # snapshot / an SDK collect() of the same instruments
 BUDGET_SYMBOLS = 100

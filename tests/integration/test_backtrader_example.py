@@ -48,6 +48,9 @@ BAR = 60  # the example's bars are one minute
 FAULT_AT = 100
 FAULT_TIME = DEFAULT_START + FAULT_AT * BAR  # bar time of the first bar the fault applies to
 SCENARIOS = ("healthy", "naked_entry", "order_stall")
+# The runs through the command line (its exit code, stdout, --no-instrument). The faults' final files are the
+# in-process runs': the same arguments through the same ``run`` as ``main`` calls, so not run twice.
+CLI_RUNS = (("healthy", True), ("healthy", False))
 WARM_UP_DOCS = 30
 # written_at is the wall time at which the module fixture built the document; a probe reading the file
 # then would have found it fresh. The default limit (3 publish intervals = 3 min of wall time) would make
@@ -90,14 +93,14 @@ def last_running(docs: list) -> dict:
 # -- the runs, each once ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
-    """(scenario, instrumented) -> (the finished CLI run, its state dir); two at a time (the machine is shared)."""
+    """(scenario, instrumented) -> (the finished CLI run, its state dir) for CLI_RUNS; two at a time (the machine
+    is shared)."""
     base = tmp_path_factory.mktemp("cli")
     jobs = {}
-    for scenario in SCENARIOS:
-        for instrumented in (True, False):
-            state = base / f"{scenario}-{'instrumented' if instrumented else 'plain'}"
-            jobs[scenario, instrumented] = (state, example_argv(scenario, state,
-                                                                *([] if instrumented else ["--no-instrument"])))
+    for scenario, instrumented in CLI_RUNS:
+        state = base / f"{scenario}-{'instrumented' if instrumented else 'plain'}"
+        jobs[scenario, instrumented] = (state, example_argv(scenario, state,
+                                                            *([] if instrumented else ["--no-instrument"])))
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {key: pool.submit(run_cli, *argv) for key, (_, argv) in jobs.items()}
         return {key: (futures[key].result(), jobs[key][0]) for key in jobs}
@@ -105,22 +108,28 @@ def cli_runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
-    """scenario -> the instrumented run (published documents, finished spans, outcome) and a plain run's records."""
+    """scenario -> the instrumented run (published documents, finished spans, outcome, state dir) and a plain
+    run's records and state dir."""
     base = tmp_path_factory.mktemp("inproc")
     runs = {}
     for scenario in SCENARIOS:
         docs, exporter = [], InMemorySpanExporter()
-        outcome = run_example(parse_args(example_argv(scenario, base / scenario)), on_publish=docs.append,
+        state, plain_state = base / scenario, base / f"{scenario}-plain"
+        outcome = run_example(parse_args(example_argv(scenario, state)), on_publish=docs.append,
                               span_processors=[SimpleSpanProcessor(exporter)])
-        plain = run_example(parse_args(example_argv(scenario, base / f"{scenario}-plain", "--no-instrument")))
-        runs[scenario] = {"docs": docs, "spans": exporter.get_finished_spans(), "outcome": outcome, "plain": plain}
+        plain = run_example(parse_args(example_argv(scenario, plain_state, "--no-instrument")))
+        runs[scenario] = {"docs": docs, "spans": exporter.get_finished_spans(), "outcome": outcome, "plain": plain,
+                          "state": state, "plain_state": plain_state}
     return runs
 
 
-def cli_ok(cli_runs, scenario: str, instrumented: bool = True):
-    proc, state = cli_runs[scenario, instrumented]
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return state
+def finished_state(cli_runs, in_process, scenario: str, instrumented: bool = True):
+    """The state dir of a finished run: the CLI's (which exited 0) where the CLI ran, else the in-process run's."""
+    if (scenario, instrumented) in cli_runs:
+        proc, state = cli_runs[scenario, instrumented]
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return state
+    return in_process[scenario]["state" if instrumented else "plain_state"]
 
 
 # -- 1. a healthy CLI run -----------------------------------------------------------------------------
@@ -146,9 +155,9 @@ def test_cli_healthy_when_run_then_exit_0_schema_valid_and_status_says_stopped_h
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_cli_when_any_scenario_then_final_and_running_documents_conform_to_schema(
+def test_run_when_any_scenario_then_final_and_running_documents_conform_to_schema(
         cli_runs, in_process, validator, scenario):
-    final = json.loads((cli_ok(cli_runs, scenario) / "diagnostics.json").read_text())
+    final = json.loads((finished_state(cli_runs, in_process, scenario) / "diagnostics.json").read_text())
     assert schema_errors(validator, final) == []
     assert schema_errors(validator, last_running(in_process[scenario]["docs"])) == []
 
@@ -227,8 +236,8 @@ def test_status_cli_when_last_running_document_then_verdict_of_the_scenario(in_p
 
 
 # -- 4. naked entries ---------------------------------------------------------------------------------
-def test_naked_entry_when_run_then_final_document_shows_mismatch_and_unprotected_symbols(cli_runs):
-    ep = rd(json.loads((cli_ok(cli_runs, "naked_entry") / "diagnostics.json").read_text()))["exit_pipeline"]
+def test_naked_entry_when_run_then_final_document_shows_mismatch_and_unprotected_symbols(in_process):
+    ep = rd(json.loads((in_process["naked_entry"]["state"] / "diagnostics.json").read_text()))["exit_pipeline"]
     assert ep["ledger_registry_mismatch"] is True
     assert ep["tp_sl_coverage_pct"] < 1
     assert ep["missing_tp_sl_symbols"] and ep["tp_sl_missing_count"] == len(ep["missing_tp_sl_symbols"])
@@ -272,9 +281,9 @@ def test_order_stall_when_thresholds_pass_then_orders_and_router_idle_while_sign
 
 # -- 6. instrumentation changes nothing -------------------------------------------------------------------
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_cli_when_instrumented_or_not_then_trades_jsonl_byte_identical(cli_runs, scenario):
-    traced = (cli_ok(cli_runs, scenario, True) / "trades.jsonl").read_bytes()
-    plain_dir = cli_ok(cli_runs, scenario, False)
+def test_run_when_instrumented_or_not_then_trades_jsonl_byte_identical(cli_runs, in_process, scenario):
+    traced = (finished_state(cli_runs, in_process, scenario, True) / "trades.jsonl").read_bytes()
+    plain_dir = finished_state(cli_runs, in_process, scenario, False)
     assert traced and traced == (plain_dir / "trades.jsonl").read_bytes()
     assert not (plain_dir / "diagnostics.json").exists()
 
@@ -298,8 +307,9 @@ def liveness_rows(block) -> dict:
 
 
 @pytest.mark.parametrize("scenario", ["healthy", "naked_entry"])
-def test_risk_panel_when_final_cli_document_then_stopped_banner_and_last_known_exit_health(cli_runs, scenario):
-    state = cli_ok(cli_runs, scenario)
+def test_risk_panel_when_final_document_then_stopped_banner_and_last_known_exit_health(cli_runs, in_process,
+                                                                                      scenario):
+    state = finished_state(cli_runs, in_process, scenario)
     doc = json.loads((state / "diagnostics.json").read_text())
     block = load_runtime_diagnostics_state(state)
     assert block["problems"] == []

@@ -18,9 +18,10 @@ from playwright.sync_api import sync_playwright
 
 from dashboard import risk_panel as rp
 from execution.config import load_config
-from execution.diagnostics_document import SYMBOL_CHECK_KEYS, stale_symbol_text
+from execution.diagnostics_document import stale_symbol_text
 from execution.scenarios import Scenario
 from tests.fixtures import diagnostics_state as fx
+from tests.fixtures.cli import ROOT, cli_env
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.env import free_port
 from tests.fixtures.polling import wait_until
@@ -28,7 +29,6 @@ from tests.fixtures.replay import published_documents
 
 pytestmark = pytest.mark.browser
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -72,13 +72,13 @@ def serve_panel(tmp_path):
         for name, doc in executors.items():
             fx.write_state(state / name, doc)
         port = free_port()
-        env = {**os.environ, "JAEGER_UI_URL": JAEGER, "PYTHONPATH": ROOT}
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),
              "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
              "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
              "--", "--state-dir", "state", "--refresh-seconds", "2"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=tmp_path, env=cli_env(JAEGER_UI_URL=JAEGER), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc)
@@ -138,7 +138,7 @@ def test_risk_panel_in_chromium_when_loaded_then_liveness_card_and_screenshot(pa
             healthy_card, stalled_card = tables.nth(0).inner_text(), tables.nth(2).inner_text()
             assert re.search(r"✅\s+Signals\s+idle for 42s\s+10m\s+trace ↗", healthy_card), healthy_card
             assert re.search(r"🔴\s+Router\s+idle for 45m\s+30m", stalled_card), stalled_card
-            limits = re.escape(" / ".join(fx.symbol_limit_text(key) for key in SYMBOL_CHECK_KEYS))
+            limits = re.escape(fx.ALL_SYMBOL_LIMITS)
             assert re.search(rf"✅\s+{rp.MARKET_DATA_LABEL}\s+all {len(fx.MARKET_SYMBOLS)} symbols fresh\s+{limits}",
                              healthy_card), healthy_card
             assert re.search(r"🔴\s+Exits \(TP/SL triggers\)\s+never seen \(missing\)\s+1h", stalled_card)

@@ -15,13 +15,11 @@ import pytest
 
 from execution.market_data import CSV_COLUMNS
 from tests.fixtures.bars import write_synthetic_csv
-from tests.fixtures.cli import ROOT, cli_env, run_module
-
-TIMEOUT = 60  # a guard against a hang, never a bound
+from tests.fixtures.cli import HANG_GUARD_SECONDS, ROOT, cli_env, run_module
 
 
 def _executor(args: List[str]) -> subprocess.CompletedProcess:
-    return run_module("execution", *args, timeout=TIMEOUT)
+    return run_module("execution", *args)
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, fragment: Optional[str] = None) -> None:
@@ -168,7 +166,7 @@ def test_state_dir_when_a_file_then_exit_2(tmp_path):
 # -- SIGTERM / SIGINT -----------------------------------------------------------------------------
 def _wait_until_running(proc: subprocess.Popen, path) -> None:
     """Wait (bounded) until the executor has opened its journal: its signal handlers are in place by then."""
-    for _ in range(TIMEOUT * 20):
+    for _ in range(HANG_GUARD_SECONDS * 20):
         try:
             proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
@@ -192,7 +190,7 @@ def test_signal_when_realtime_run_then_cycle_finished_state_written_exit_0(tmp_p
 
         # Act
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=TIMEOUT)
+        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
     finally:
         if proc.poll() is None:
             proc.kill()

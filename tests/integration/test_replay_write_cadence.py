@@ -14,7 +14,7 @@ from execution.config import AppConfig, DiagnosticsConfig
 from execution.diagnostics_document import DIAGNOSTICS_FILE, JOURNAL_FILE
 from execution.executor_live import RunHooks, RunOptions, run
 from execution.state_publish import REPLAY_MIN_WRITE_SECONDS, DiagnosticsPublisher
-from tests.fixtures.config import shipped_config
+from tests.fixtures.config import SHIPPED_CONFIG, shipped_config
 
 START = 1767571200.0  # 2026-01-05T00:00:00Z
 
@@ -104,15 +104,14 @@ def test_min_write_zero_when_ticks_then_every_tick_writes(tmp_path, clock):
 
 
 def test_replay_when_shipped_cadence_then_hook_sees_every_bar_trading_unchanged_and_last_file_is_the_final_document(
-        tmp_path, repo_root):
+        tmp_path):
     # Arrange: the shipped config publishes every bar of engine time (60 s bars, 60 s interval)
-    config = f"{repo_root}/config/strategy_config.json"
     docs: List[dict] = []
 
     # Act: the same replay with the cadence, and writing every tick
-    summary = run(RunOptions(config_path=config, state_dir=str(tmp_path / "cadence"), cycles=300),
+    summary = run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(tmp_path / "cadence"), cycles=300),
                   RunHooks(on_publish=docs.append, configure_kwargs={"tracing": False, "env": {}}))
-    every = run(RunOptions(config_path=config, state_dir=str(tmp_path / "every"), cycles=300,
+    every = run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(tmp_path / "every"), cycles=300,
                            replay_min_write_seconds=0),
                 RunHooks(configure_kwargs={"tracing": False, "env": {}}))
 

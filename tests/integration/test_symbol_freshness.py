@@ -29,11 +29,11 @@ from execution.diagnostics_document import (
     stale_symbol_text,
     stale_symbols,
 )
-from execution.executor_live import EXIT_BAD_INPUT, RunSummary
+from execution.executor_live import EXIT_BAD_INPUT
 from execution.scenarios import Scenario
 from tests.fixtures.cli import one_line, run_module, run_status
 from tests.fixtures.config import SHIPPED_CONFIG
-from tests.fixtures.replay import Cycle, published_documents
+from tests.fixtures.replay import Cycle, Published, published_documents
 
 CFG = load_config(SHIPPED_CONFIG)
 SYMBOLS = CFG.strategy.symbols
@@ -73,10 +73,7 @@ FAULTS: Dict[str, Fault] = {
 class ReplayRun(NamedTuple):
     scenario: str
     symbol: str                # the one a per-symbol fault hits (the default: no --fault-symbol)
-    summary: RunSummary
-    cycles: List[Cycle]
-    ticks: List[dict]          # every publish tick's document, in order (the final "stopped" one left out)
-    files: List[bytes]         # diagnostics.json as the executor wrote it at each of those ticks (if kept)
+    published: Published       # the run's ticks, cycles and (if kept) each tick's diagnostics.json
 
     @property
     def fault(self) -> Fault:
@@ -84,7 +81,7 @@ class ReplayRun(NamedTuple):
 
     def first_stale(self) -> int:
         """The index of the first tick that names a stale symbol."""
-        first = next((i for i, doc in enumerate(self.ticks) if liveness(doc)["stale_symbols"]), None)
+        first = next((i for i, doc in enumerate(self.published.ticks) if liveness(doc)["stale_symbols"]), None)
         assert first is not None, f"{self.scenario}: no tick named a stale symbol"
         return first
 
@@ -102,7 +99,7 @@ def replay(state_dir, scenario: str, cycles: int, seed: int = 7, write_every_tic
     done = published_documents(state_dir, SHIPPED_CONFIG, cycles, write_every_tick=write_every_tick, seed=seed,
                                scenario=scenario, fault_at=FAULT_AT)
     symbol = Scenario(scenario, FAULT_AT).fault_symbol(SYMBOLS)
-    return ReplayRun(scenario, symbol, done.summary, done.cycles, done.ticks, done.files)
+    return ReplayRun(scenario, symbol, done)
 
 
 @pytest.fixture(scope="module", params=sorted(FAULTS))
@@ -114,13 +111,13 @@ def faulted(request, tmp_path_factory) -> ReplayRun:
 def test_first_stale_tick_when_one_symbol_faults_then_it_names_that_symbol_within_threshold_plus_one_interval(
         faulted):
     # Arrange
-    fault, symbol = faulted.fault, faulted.symbol
-    good, good_time = fault.last_good(faulted.cycles, symbol)
-    assert good.index < FAULT_AT <= faulted.cycles[-1][0].index, "the symbol's good updates stop at the fault"
+    fault, symbol, run = faulted.fault, faulted.symbol, faulted.published
+    good, good_time = fault.last_good(run.cycles, symbol)
+    assert good.index < FAULT_AT <= run.cycles[-1][0].index, "the symbol's good updates stop at the fault"
 
     # Act
     first = faulted.first_stale()
-    detected, before = faulted.ticks[first], faulted.ticks[first - 1]
+    detected, before = run.ticks[first], run.ticks[first - 1]
     latency = engine_time(detected) - good_time
 
     # Assert
@@ -138,7 +135,8 @@ def test_first_stale_tick_when_one_symbol_faults_then_it_names_that_symbol_withi
 # -- 2. the per-symbol check catches it, not a global idle flag; it stays caught --------------------------
 def test_detection_tick_when_one_symbol_faults_then_no_idle_flag_and_only_that_symbol_stale_to_the_end(faulted):
     first = faulted.first_stale()
-    detected, later = faulted.ticks[first], faulted.ticks[first:]
+    ticks = faulted.published.ticks
+    detected, later = ticks[first], ticks[first:]
 
     lv = liveness(detected)
     assert idle_keys(lv) == [], "the other symbols keep signals, orders, exits, the router and exit scans going"
@@ -152,16 +150,16 @@ def test_detection_tick_when_one_symbol_faults_then_no_idle_flag_and_only_that_s
 # -- 3. the probe alerts on the file written at the detection tick, and not on the tick before ------------
 def test_status_when_detection_tick_file_then_exit_1_naming_the_symbol_and_exit_0_on_the_tick_before(
         faulted, tmp_path):
-    first = faulted.first_stale()
+    first, run = faulted.first_stale(), faulted.published
     written = {}
     for name, index in (("alerting", first), ("healthy", first - 1)):
-        assert json.loads(faulted.files[index]) == faulted.ticks[index], "the file is the tick's document"
+        assert json.loads(run.files[index]) == run.ticks[index], "the file is the tick's document"
         (tmp_path / name).mkdir()
-        (tmp_path / name / DIAGNOSTICS_FILE).write_bytes(faulted.files[index])
+        (tmp_path / name / DIAGNOSTICS_FILE).write_bytes(run.files[index])
         written[name] = run_status(tmp_path / name)
 
     alerting, healthy = written["alerting"], written["healthy"]
-    lv = liveness(faulted.ticks[first])
+    lv = liveness(run.ticks[first])
     assert alerting.returncode == EXIT_ALERTING, alerting.stderr
     assert stale_symbol_text(faulted.symbol, faulted.fault.check.key, lv) in one_line(alerting.stderr)
     assert not [s for s in SYMBOLS if s != faulted.symbol and s in alerting.stderr]
@@ -172,7 +170,7 @@ def test_status_when_detection_tick_file_then_exit_1_naming_the_symbol_and_exit_
 # -- 4. no false alarm on healthy markets --------------------------------------------------------------------
 @pytest.mark.parametrize("seed", HEALTHY_SEEDS)
 def test_healthy_replay_when_seeded_then_no_stale_or_missing_symbol_after_warm_up_and_every_age_0(tmp_path, seed):
-    healthy = replay(tmp_path, "healthy", HEALTHY_CYCLES, seed=seed)
+    healthy = replay(tmp_path, "healthy", HEALTHY_CYCLES, seed=seed).published
 
     after_warm_up = healthy.ticks[1:]
     assert len(healthy.cycles) == HEALTHY_CYCLES and after_warm_up

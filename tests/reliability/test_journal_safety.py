@@ -27,10 +27,9 @@ from execution.executor_live import RunHooks, RunOptions, UsageError, run
 from execution.journal import FSYNC_ALWAYS, FSYNC_NEVER, FSYNC_POLICIES, FSYNC_PUBLISH, Journal, JournalError
 from execution.market_data import CSV_COLUMNS
 from execution.state_dir import HEADROOM_BYTES, RESERVE_BYTES, RESERVE_FILE, StateDir
-from tests.fixtures.cli import ROOT, cli_env, run_module
+from tests.fixtures.cli import HANG_GUARD_SECONDS, ROOT, cli_env, run_module
 from tests.unit.execution.builders import order
 
-TIMEOUT = 60               # a guard against a hang (a run that blocks on a FIFO fails here), never a bound
 ENDLESS = "1000000"        # --cycles for a run the test stops (SIGKILL) or the disk stops
 ROTATED = re.compile(r"journal\.\d{8}T\d{6}Z(-\d+)?\.jsonl")
 SMALL_DISK_BYTES = RESERVE_BYTES + HEADROOM_BYTES + 192 * 1024  # the reserve, the headroom, ≈ 180 KiB of journal
@@ -39,7 +38,7 @@ T0 = 1_767_571_200.0       # 2026-01-05T00:00:00Z
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _executor(args: List[str]) -> subprocess.CompletedProcess:
-    return run_module("execution", *args, timeout=TIMEOUT)
+    return run_module("execution", *args)
 
 
 def _start(args: List[str]) -> subprocess.Popen:
@@ -50,12 +49,12 @@ def _start(args: List[str]) -> subprocess.Popen:
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
-    proc.communicate(timeout=TIMEOUT)
+    proc.communicate(timeout=HANG_GUARD_SECONDS)
 
 
 def _wait_for(proc: subprocess.Popen, predicate: Callable[[], object]) -> object:
-    """Poll ``predicate`` while ``proc`` runs (bounded by TIMEOUT); its first truthy value."""
-    for _ in range(TIMEOUT * 50):
+    """Poll ``predicate`` while ``proc`` runs (bounded by HANG_GUARD_SECONDS); its first truthy value."""
+    for _ in range(HANG_GUARD_SECONDS * 50):
         value = predicate()
         if value:
             return value
@@ -206,7 +205,7 @@ def test_second_executor_when_first_holds_the_state_dir_then_refused_naming_pid_
 
         # Act: the holder dies without any chance to clean up; the kernel drops its lock
         holder.kill()
-        holder.wait(timeout=TIMEOUT)
+        holder.wait(timeout=HANG_GUARD_SECONDS)
         killed_journal = (state / JOURNAL_FILE).read_bytes()
         third = _executor(["--no-instrument", "--cycles", "5", "--state-dir", str(state)])
     finally:
@@ -322,7 +321,7 @@ def test_sigkill_when_mid_run_then_diagnostics_never_counts_more_than_the_journa
     try:
         _wait_for(proc, orders_published)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=TIMEOUT)
+        proc.wait(timeout=HANG_GUARD_SECONDS)
     finally:
         _kill(proc)
 
@@ -432,7 +431,7 @@ def test_run_when_another_process_fills_the_disk_then_trading_stops_and_the_rese
 
         # Act: someone else takes every free byte
         filled = _fill(small_disk / "filler.bin")
-        out, err = proc.communicate(timeout=TIMEOUT)
+        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
     finally:
         _kill(proc)
 
@@ -495,7 +494,7 @@ def test_start_when_a_write_was_killed_between_temp_file_and_rename_then_leftove
         "    if os.fork() == 0:\n"
         "        atomic.atomic_write_json(name, {'partial': True})\n"
         "    os.wait()\n"), str(state / DIAGNOSTICS_FILE), str(state / POSITIONS_FILE)],
-        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert killed.returncode == 0, killed.stderr
     leftovers = sorted(n for n in os.listdir(state) if n.startswith(".tmp-"))
     assert len(leftovers) == 2

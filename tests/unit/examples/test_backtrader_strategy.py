@@ -1,6 +1,7 @@
 """examples.backtrader: deterministic bracket trading on synthetic bars, its faults, clock and position views."""
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from datetime import datetime
@@ -78,6 +79,28 @@ def _positions(broker: bt.brokers.BackBroker, clock: BarClock) -> tuple:
     return open_positions(broker), protected_positions(broker), underwater_positions(broker)
 
 
+@functools.lru_cache(maxsize=None)
+def _records(seed: int) -> List[dict]:
+    """The records of a healthy ``run(seed=seed)``, run once (the tests only read them)."""
+    return run(seed=seed)[0]
+
+
+def _healthy_bar(broker: bt.brokers.BackBroker, clock: BarClock) -> dict:
+    """What the healthy-run tests look at after each bar; it only reads, so the run is the same as unobserved."""
+    return {"open": open_positions(broker), "protected": protected_positions(broker),
+            "unactivated_stop": any(o.exectype == bt.Order.Stop and not o.active() for o in broker.pending),
+            "underwater": underwater_positions(broker),  # and, worked out here, the positions losing at the close:
+            "losing": sorted((d._name, "long" if p.size > 0 else "short")
+                             for d, p in broker.positions.items() if p.size and p.size * (d.close[0] - p.price) < 0),
+            "clock": clock()}
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    """One healthy seed-7 run of CountingStrategy: the strategy, and what :func:`_healthy_bar` saw after each bar."""
+    return _run_observed(None, _healthy_bar)
+
+
 def test_synthetic_bars_when_same_seed_and_symbol_then_same_bars_and_consistent_ohlc():
     bars = synthetic_bars("ETHUSD", seed=3, bars=50, start=DEFAULT_START, bar_seconds=60)
 
@@ -95,17 +118,17 @@ def test_synthetic_bars_when_other_symbols_then_different_start_prices():
 
 
 def test_run_when_same_seed_then_identical_records_and_other_seed_differs():
-    records, _ = run(seed=3)
+    records = _records(3)
 
-    assert records == run(seed=3)[0]
+    assert records == run(seed=3)[0]  # a fresh run of the same seed
     assert json.loads(json.dumps(records)) == records
-    assert records != run(seed=4)[0]
+    assert records != _records(4)
     assert Counter(r["kind"] for r in records).keys() == {"order", "trade"}
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_run_when_healthy_then_orders_and_bracket_exits_keep_coming(seed):
-    records, _ = run(seed=seed)
+    records = _records(seed)
     child_fills = [_bar(r) for r in records
                    if r["kind"] == "order" and r["status"] == "Completed" and r["parent_ref"] is not None]
 
@@ -113,8 +136,8 @@ def test_run_when_healthy_then_orders_and_bracket_exits_keep_coming(seed):
     assert _max_gap(child_fills) <= 45
 
 
-def test_run_when_healthy_then_signals_often_and_every_veto_is_known():
-    strategy, _ = _run_observed(None, lambda broker, clock: None)
+def test_run_when_healthy_then_signals_often_and_every_veto_is_known(healthy):
+    strategy, _ = healthy
     signal_bars = [b for b in range(WARM_UP, DEFAULT_BARS) if strategy.risk_calls[b]]
 
     assert _max_gap(signal_bars) <= 5
@@ -122,12 +145,8 @@ def test_run_when_healthy_then_signals_often_and_every_veto_is_known():
     assert all(strategy.vetoes[v] for v in (None, *VETOES))
 
 
-def test_run_when_healthy_then_every_open_position_is_protected_after_each_bar():
-    def observe(broker, clock):
-        unactivated_stops = [o for o in broker.pending if o.exectype == bt.Order.Stop and not o.active()]
-        return open_positions(broker), protected_positions(broker), bool(unactivated_stops)
-
-    _, seen = _run_observed(None, observe)
+def test_run_when_healthy_then_every_open_position_is_protected_after_each_bar(healthy):
+    seen = [(bar["open"], bar["protected"], bar["unactivated_stop"]) for bar in healthy[1]]
 
     assert all(opened == protected for opened, protected, _ in seen)
     assert sum(bool(opened) for opened, _, _ in seen) > DEFAULT_BARS // 2
@@ -156,24 +175,20 @@ def test_run_when_order_stall_then_no_submission_after_fault_at_while_decisions_
     assert len(strategy.stalled) == sum(strategy.approvals[b] for b in range(FAULT_AT, DEFAULT_BARS)) > 0
 
 
-def test_underwater_positions_when_open_then_exactly_those_losing_at_the_close():
-    def observe(broker, clock):
-        losing = sorted((d._name, "long" if p.size > 0 else "short")
-                        for d, p in broker.positions.items() if p.size and p.size * (d.close[0] - p.price) < 0)
-        return open_positions(broker), underwater_positions(broker), losing
-
-    _, seen = _run_observed(None, observe)
+def test_underwater_positions_when_open_then_exactly_those_losing_at_the_close(healthy):
+    seen = [(bar["open"], bar["underwater"], bar["losing"]) for bar in healthy[1]]
 
     assert all(underwater == losing and set(underwater) <= set(opened) for opened, underwater, losing in seen)
     assert any(underwater for _, underwater, _ in seen)
     assert any(set(opened) - set(underwater) for opened, underwater, _ in seen)
 
 
-def test_bar_clock_when_run_then_reads_each_bar_and_start_before_it():
+def test_bar_clock_when_run_then_reads_each_bar_and_start_before_it(healthy):
     clock = BarClock(DEFAULT_START)
     assert clock() == DEFAULT_START  # no feed bound
 
-    strategy, seen = _run_observed(None, lambda broker, clock: clock())
+    strategy, bars = healthy
+    seen = [bar["clock"] for bar in bars]
 
     assert seen == [DEFAULT_START + 60 * i for i in range(DEFAULT_BARS)]  # on_bar: once per bar
     assert len(strategy) == DEFAULT_BARS

@@ -132,10 +132,15 @@ def test_evaluate_when_both_thresholds_off_or_liveness_disabled_then_no_per_symb
 
 
 # -- the file and the verdict -------------------------------------------------------------------------
+def _doc(liveness: dd.LivenessAlerts) -> dict:
+    """A diagnostics.json document evaluated at NOW: ``liveness``, every other section empty."""
+    return dd.to_json(dd.DiagnosticsDocument(written_at=fx.iso(NOW), evaluated_at=fx.iso(NOW), service=dd.ServiceInfo(),
+                                             veto_counters=dd.VetoCounters(), exit_pipeline=dd.ExitPipelineStatus(),
+                                             liveness=liveness))
+
+
 def _block(liveness: dd.LivenessAlerts) -> dict:
-    doc = dd.to_json(dd.DiagnosticsDocument(written_at=fx.iso(NOW), evaluated_at=fx.iso(NOW), service=dd.ServiceInfo(),
-                                            veto_counters=dd.VetoCounters(), exit_pipeline=dd.ExitPipelineStatus(),
-                                            liveness=liveness))
+    doc = _doc(liveness)
     jsonschema.Draft202012Validator(dd.json_schema()).validate(doc)
     reading = dd.from_json(doc)
     assert reading.problems == []
@@ -196,9 +201,7 @@ def test_stale_symbols_when_the_file_disagrees_with_itself_then_read_the_unhealt
 
 
 def test_from_json_when_per_symbol_fields_hostile_then_bad_values_dropped_and_named():
-    doc = dd.to_json(dd.DiagnosticsDocument(written_at=fx.iso(NOW), evaluated_at=fx.iso(NOW), service=dd.ServiceInfo(),
-                                            veto_counters=dd.VetoCounters(), exit_pipeline=dd.ExitPipelineStatus(),
-                                            liveness=dd.LivenessAlerts()))
+    doc = _doc(dd.LivenessAlerts())
     live = doc["runtime_diagnostics"]["liveness"]
     live.update(stale_symbols="ETHUSDT", symbol_checks={"ETHUSDT": "exploded", "BTCUSDT": "no_bars"},
                 symbol_details={"ETHUSDT": {"no_bars": -1}, "SOLUSDT": "old"}, symbol_thresholds={"no_bars": 0},

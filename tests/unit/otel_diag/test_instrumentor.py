@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-import os
 import sys
 import textwrap
 
@@ -23,7 +22,7 @@ from otel_diag.instrumentor import ExecutionInstrumentor, import_engine, target_
 from otel_diag.default_targets import TARGETS
 from otel_diag.targets import Target
 from otel_diag.wrappers import ACTIVE, EventSpec, is_patch
-from tests.fixtures.config import shipped_config
+from tests.fixtures.config import SHIPPED_CONFIG, shipped_config
 
 T0 = 1_767_571_200.0
 ALL_TARGETS = [f"{t.module}.{t.name}" for t in TARGETS]
@@ -190,27 +189,27 @@ def raising_targets(*, record: bool, annotate: bool):
                  for t in TARGETS)
 
 
-def replay(tmp_path, repo_root, name: str, *, instrument: bool, processors=(), targets=None):
+def replay(tmp_path, name: str, *, instrument: bool, processors=(), targets=None):
+    from execution.diagnostics_document import JOURNAL_FILE
     from execution.executor_live import RunHooks, RunOptions, run
 
     state_dir = tmp_path / name
-    config_path = os.path.join(repo_root, "config", "strategy_config.json")
-    summary = run(RunOptions(config_path=config_path, state_dir=str(state_dir), cycles=30, instrument=instrument),
+    summary = run(RunOptions(config_path=SHIPPED_CONFIG, state_dir=str(state_dir), cycles=30, instrument=instrument),
                   RunHooks(span_processors=processors, configure_kwargs={"env": {}, "targets": targets}))
-    return summary, (state_dir / "journal.jsonl").read_bytes()
+    return summary, (state_dir / JOURNAL_FILE).read_bytes()
 
 
 @pytest.mark.parametrize("record, annotate", [(True, False), (False, True), (True, True)])
 def test_instrument_when_recorders_or_annotators_raise_then_engine_results_untouched(
-        tmp_path, monkeypatch, caplog, repo_root, record, annotate):
+        tmp_path, monkeypatch, caplog, record, annotate):
     errors = RateLimitedLog(logging.getLogger("otel_diag"))
     monkeypatch.setattr(wrappers, "_log", errors)
     exporter = InMemorySpanExporter()
 
     with caplog.at_level(logging.WARNING, logger="otel_diag"):
-        broken, broken_journal = replay(tmp_path, repo_root, "broken", instrument=True, processors=[SimpleSpanProcessor(exporter)],
+        broken, broken_journal = replay(tmp_path, "broken", instrument=True, processors=[SimpleSpanProcessor(exporter)],
                                         targets=raising_targets(record=record, annotate=annotate))
-    plain, plain_journal = replay(tmp_path, repo_root, "plain", instrument=False)
+    plain, plain_journal = replay(tmp_path, "plain", instrument=False)
 
     assert broken_journal == plain_journal
     assert broken.stats == plain.stats

@@ -300,8 +300,7 @@ def test_table_when_named_by_env_then_loaded(mybot):
     assert telemetry.snapshot().orders_by_symbol == {"BTC": 1}
 
 
-def test_table_when_given_to_instrumentor_constructor_then_used(mybot, monkeypatch):
-    monkeypatch.setattr(ExecutionInstrumentor, "_targets", None)
+def test_table_when_given_to_instrumentor_constructor_then_used(mybot):
     inst = ExecutionInstrumentor(targets="mybot_otel:TARGETS")
     inst.instrument(clock=lambda: T0, tracing=False, skip_dep_check=True)
     import mybot
