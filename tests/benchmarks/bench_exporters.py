@@ -63,6 +63,14 @@ def _fast_exports() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _bounded(reps) -> Iterator[int]:
+    """``reps``, each inside ``bounded_shutdown(SHUTDOWN_MILLIS)``: only run()'s shutdown is capped, not the
+    measured shutdowns after the replays (a cap of 0.3 s would make the 1 s bound's figure a 0.3 s one)."""
+    for rep in reps:
+        with bounded_shutdown(SHUTDOWN_MILLIS):
+            yield rep
+
+
 def _hung_shutdown_ratio(endpoint: str, silent) -> Tuple[float, bool]:
     """Seconds ``otel_diag.shutdown(timeout_millis=1_000)`` takes while the span exporter hangs on ``endpoint``
     (a collector that accepts and never answers), over its bound; and whether it flushed (it must give up)."""
@@ -107,11 +115,10 @@ def run_exporters(*, cycles: int = 2_000, warmup: int = 500, repeats: int = 3,
     p99s: Dict[str, List[float]] = {arm: [] for arm in ("local", *BROKEN)}
     medians: Dict[str, List[float]] = {arm: [] for arm in p99s}
     journals = set()
-    with tempfile.TemporaryDirectory() as tmp, BrokenCollectors() as down, _fast_exports(), quiet_otel(), \
-            bounded_shutdown(SHUTDOWN_MILLIS):
+    with tempfile.TemporaryDirectory() as tmp, BrokenCollectors() as down, _fast_exports(), quiet_otel():
         config = quiet_config_file(tmp)
         names = list(p99s)
-        for rep in range(repeats):
+        for rep in _bounded(range(repeats)):  # run()'s own shutdown gets the short bound; the two below their own
             shift = rep % len(names)
             for arm in names[shift:] + names[:shift]:
                 if arm == "local":
